@@ -1,0 +1,1 @@
+"""The `radscribe` command line: a thin layer over the package's public API."""
