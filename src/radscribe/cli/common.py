@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print a clear error and exit non-zero (no traceback for expected bad input)."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -1,6 +1,7 @@
 """Data: manifests of canonical studies, image reading, and importers for real radiology datasets."""
 
 from radscribe.data.images import ImageReadError, Radiograph, read_image, read_image_size
+from radscribe.data.importers import IMPORTERS, ImportSummary, RecordError, get_importer, import_dataset
 from radscribe.data.manifest import (
     ManifestError,
     atomic_write,
@@ -9,16 +10,29 @@ from radscribe.data.manifest import (
     resolve_image_path,
     write_manifest,
 )
+from radscribe.data.overlay import draw_study, save_study_overlay
+from radscribe.data.split import assign_splits
+from radscribe.data.stats import format_stats, manifest_stats
 
 __all__ = [
+    "IMPORTERS",
     "ImageReadError",
+    "ImportSummary",
     "ManifestError",
     "Radiograph",
+    "RecordError",
+    "assign_splits",
     "atomic_write",
+    "draw_study",
+    "format_stats",
+    "get_importer",
+    "import_dataset",
     "iter_manifest",
+    "manifest_stats",
     "read_image",
     "read_image_size",
     "read_manifest",
     "resolve_image_path",
+    "save_study_overlay",
     "write_manifest",
 ]

@@ -75,18 +75,25 @@ def is_dicom(path: Path) -> bool:
         return False
 
 
-def read_image_size(path: Path | str) -> tuple[int, int]:
-    """(width, height) read from the header only."""
+def read_image_size(path: Path | str, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) read from the header only; sizes :func:`read_image` would refuse are refused here too."""
     path = Path(path)
     _check_exists(path)
     if is_dicom(path):
         dataset = _read_dicom_header(path)
-        return int(dataset.Columns), int(dataset.Rows)
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError) as error:
-        raise ImageReadError(path, f"not a readable image ({error})") from None
+        size = int(dataset.Columns), int(dataset.Rows)
+    else:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    size = image.size
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise ImageReadError(path, f"refused as a possible decompression bomb ({error})") from None
+        except (UnidentifiedImageError, OSError) as error:
+            raise ImageReadError(path, f"not a readable image ({error})") from None
+    _check_size(path, *size, max_pixels)
+    return size
 
 
 def read_image(path: Path | str, max_pixels: int = MAX_PIXELS) -> Radiograph:

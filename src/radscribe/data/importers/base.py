@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import importlib
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from radscribe.data.manifest import relative_image_path, write_manifest
+from radscribe.data.manifest import write_manifest
 from radscribe.types import Study
 
 OnError = Literal["fail", "skip"]
 Importer = Callable[[Path, "ImportContext"], Iterator[Study]]
 
 IMPORTERS: dict[str, Importer] = {}
+# The --option keys each importer understands (``images`` is --images); anything else is a typo to report.
+IMPORTER_OPTIONS: dict[str, frozenset[str]] = {}
 _IMPORTER_MODULES = ("cadma", "vqa_rad", "nih_cxr14", "iu_xray", "mimic_cxr", "vindr_spinexr", "slake", "generic")
 
 
@@ -45,10 +48,13 @@ class ImportContext:
     on_error: OnError = "fail"
     options: dict[str, str] = field(default_factory=dict)
     summary: ImportSummary = field(default_factory=ImportSummary)
+    _manifest_folder: Path | None = field(default=None, init=False, repr=False)
 
     def image_path(self, image: Path) -> str:
         """The image path to store: relative to the output manifest's folder."""
-        return relative_image_path(self.out, image)
+        if self._manifest_folder is None:  # resolved once: realpath per image is a third of an import's time
+            self._manifest_folder = self.out.resolve().parent
+        return Path(os.path.relpath(os.path.abspath(image), self._manifest_folder)).as_posix()
 
     def reject(self, error: RecordError) -> None:
         """Apply the error policy to one bad record: raise it, or note it and go on."""
@@ -57,10 +63,13 @@ class ImportContext:
         self.summary.skipped.append(error)
 
 
-def register(*names: str) -> Callable[[Importer], Importer]:
+def register(*names: str, options: tuple[str, ...] = ()) -> Callable[[Importer], Importer]:
+    """Register an importer under ``names``; ``options`` lists the ``--option`` keys it reads."""
+
     def decorate(function: Importer) -> Importer:
         for name in names:
             IMPORTERS[name] = function
+            IMPORTER_OPTIONS[name] = frozenset(options)
         return function
 
     return decorate
@@ -86,12 +95,23 @@ def import_dataset(
     options: dict[str, str] | None = None,
     progress: Callable[[Iterator[Study]], Iterator[Study]] | None = None,
 ) -> ImportSummary:
-    """Import ``source`` with the importer ``kind`` into the manifest ``out`` (written atomically)."""
+    """Import ``source`` with the importer ``kind`` into the manifest ``out`` (written atomically).
+
+    A failure (an error with ``on_error="fail"``, or any exception) leaves no partial manifest and
+    leaves an existing ``out`` untouched.
+    """
     importer = get_importer(kind)
+    options = dict(options or {})
+    unknown = sorted(set(options) - IMPORTER_OPTIONS[kind])
+    if unknown == ["images"]:
+        raise ValueError(f"importer '{kind}' finds the images from its source layout; it takes no --images")
+    if unknown:
+        known = ", ".join(sorted(IMPORTER_OPTIONS[kind])) or "none"
+        raise ValueError(f"importer '{kind}' has no option '{unknown[0]}'; its options: {known}")
     source = Path(source)
     if not source.exists():
         raise FileNotFoundError(f"import source not found: {source}")
-    context = ImportContext(out=Path(out), on_error=on_error, options=dict(options or {}))
+    context = ImportContext(out=Path(out), on_error=on_error, options=options)
     studies = importer(source, context)
     if progress is not None:
         studies = progress(studies)
