@@ -5,9 +5,11 @@ from __future__ import annotations
 import importlib
 
 from radscribe.evaluate.base import METRICS, MetricUnavailable, Score, Scorer, create_scorer, register_metric
+from radscribe.evaluate.predictions import Prediction, PredictionError, read_predictions, write_predictions
+from radscribe.evaluate.runner import EvaluationOptions, EvaluationResult, evaluate, write_result
 
 # Modules that register metrics on import; each metric family adds its module name here.
-METRIC_MODULES: tuple[str, ...] = ()
+METRIC_MODULES: tuple[str, ...] = ("nlg", "clinical", "structured", "grounding", "vqa")
 
 
 def _load_metric_modules() -> None:
@@ -15,4 +17,19 @@ def _load_metric_modules() -> None:
         importlib.import_module(f"radscribe.evaluate.{module}")
 
 
-__all__ = ["METRICS", "MetricUnavailable", "Score", "Scorer", "create_scorer", "register_metric"]
+__all__ = [
+    "METRICS",
+    "EvaluationOptions",
+    "EvaluationResult",
+    "MetricUnavailable",
+    "Prediction",
+    "PredictionError",
+    "Score",
+    "Scorer",
+    "create_scorer",
+    "evaluate",
+    "read_predictions",
+    "register_metric",
+    "write_predictions",
+    "write_result",
+]
