@@ -1,0 +1,73 @@
+"""From :class:`SpineGeometry` to a filled ``spine-ap-alignment`` template and grounded boxes."""
+
+from __future__ import annotations
+
+from radscribe.annotate.spine import ANGLE_METHOD, SpineGeometry, describe_curve
+from radscribe.templates import FilledTemplate, GroundedFinding, load_template
+from radscribe.types import Box
+
+SPINE_TEMPLATE = "spine-ap-alignment"
+DERIVED_SOURCE = "spine-geometry"
+
+
+def spine_template(geometry: SpineGeometry, projection: str = "AP", image: int = 0) -> FilledTemplate:
+    """The filled template; each curve is grounded by its span (end vertebra to end vertebra) and its apex."""
+    filled = load_template(SPINE_TEMPLATE).blank()
+    filled.set("technique.projection", projection)
+    filled.set("vertebrae.count", len(geometry.boxes))
+    filled.set("vertebrae.levels", geometry.level_range)
+    filled.set("alignment.alignment", geometry.alignment)
+    filled.set("alignment.severity", geometry.severity)
+    levels = geometry.levels
+    curves = []
+    for number, curve in enumerate(geometry.curves, start=1):
+        values = {
+            "region": curve.region,
+            "convexity": curve.convexity,
+            "apex": levels[curve.apex],
+            "upper": levels[curve.upper],
+            "lower": levels[curve.lower],
+            "angle": round(curve.angle, 1),
+            "severity": curve.severity,
+        }
+        span = _union(geometry.boxes[curve.upper : curve.lower + 1], f"{curve.region} curve {number}", image)
+        apex = _relabel(geometry.boxes[curve.apex], f"apex of curve {number} ({levels[curve.apex]})", image)
+        curves.append(GroundedFinding(values, [span, apex]))
+    filled.set("alignment.curves", curves)
+    filled.set("impression.text", impression(geometry))
+    return filled
+
+
+def impression(geometry: SpineGeometry) -> str:
+    levels = geometry.levels
+    scoliotic = [curve for curve in geometry.curves if curve.severity != "none"]
+    if not scoliotic:
+        largest = f"; largest {ANGLE_METHOD} {geometry.max_angle:.1f} degrees" if geometry.curves else ""
+        return f"No scoliosis{largest}. Levels {geometry.level_range} are estimated."
+    curves = "; ".join(describe_curve(curve, levels) for curve in scoliotic)
+    return f"Scoliosis ({geometry.severity}): {curves}. Levels are estimated."
+
+
+def spine_boxes(geometry: SpineGeometry, image: int = 0) -> list[Box]:
+    """Grounded boxes for the study: the column, each curve's apex, and each vertebra named by level."""
+    boxes = [_relabel(geometry.column, "spine column", image)]
+    for number, curve in enumerate(geometry.curves, start=1):
+        boxes.append(_relabel(geometry.boxes[curve.apex], f"apex of curve {number} ({geometry.levels[curve.apex]})", image))
+    boxes += [_relabel(box, level, image) for box, level in zip(geometry.boxes, geometry.levels)]
+    return boxes
+
+
+def _relabel(box: Box, label: str, image: int) -> Box:
+    return Box(label, box.x_min, box.y_min, box.x_max, box.y_max, source=DERIVED_SOURCE, image=image)
+
+
+def _union(boxes: tuple[Box, ...], label: str, image: int) -> Box:
+    return Box(
+        label,
+        min(b.x_min for b in boxes),
+        min(b.y_min for b in boxes),
+        max(b.x_max for b in boxes),
+        max(b.y_max for b in boxes),
+        source=DERIVED_SOURCE,
+        image=image,
+    )

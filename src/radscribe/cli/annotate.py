@@ -1,0 +1,75 @@
+"""`radscribe annotate` commands: derive filled templates and grounded boxes from labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from radscribe.cli.common import console, fail, progress
+
+annotate_app = typer.Typer(help="AI-assisted annotation: filled report templates from boxes or image labels.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""
+    app.add_typer(annotate_app, name="annotate")
+
+
+def _bar(description: str):
+    return lambda studies, total: progress(studies, description, total)
+
+
+def _run(function, *args, **kwargs):
+    from radscribe.data import ManifestError
+
+    try:
+        return function(*args, **kwargs)
+    except (FileNotFoundError, ManifestError) as error:
+        fail(str(error))
+
+
+def _print_summary(summary, out: Path) -> None:
+    console.print(
+        f"{summary.annotated}/{summary.total} studies annotated, {summary.valid} with a valid template "
+        f"({summary.valid_share:.1%} of annotated) -> {out}",
+        highlight=False,
+    )
+    for study_id, reason in summary.skipped[:10]:
+        console.print(f"  skipped {study_id}: {reason}", highlight=False)
+    if len(summary.skipped) > 10:
+        console.print(f"  ... and {len(summary.skipped) - 10} more skipped (status in each study's metadata)", highlight=False)
+
+
+@annotate_app.command("spine")
+def spine_command(
+    manifest: Path = typer.Argument(..., help="Manifest with vertebra boxes (e.g. from `radscribe data import cadma`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Annotated manifest to write."),
+    overlays: Path = typer.Option(None, "--overlays", help="Folder for one review PNG per study."),
+    level_anchor: str = typer.Option("bottom-L5", "--level-anchor", help="Level estimate: 'bottom-L5' or 'top-T1'."),
+) -> None:
+    """Spine alignment (centre-line Cobb proxy, estimated levels) -> spine-ap-alignment template."""
+    from radscribe.annotate import annotate_spine_manifest
+
+    if level_anchor not in ("bottom-L5", "top-T1"):
+        fail(f"--level-anchor: expected 'bottom-L5' or 'top-T1', got '{level_anchor}'")
+    summary = _run(
+        annotate_spine_manifest, manifest, out, overlays, level_anchor=level_anchor, progress=_bar("annotating spines")
+    )
+    _print_summary(summary, out)
+    distribution = ", ".join(f"{name} {summary.severity.get(name, 0)}" for name in ("none", "mild", "moderate", "severe"))
+    console.print(f"overall severity: {distribution}", highlight=False)
+
+
+@annotate_app.command("chest")
+def chest_command(
+    manifest: Path = typer.Argument(..., help="Manifest with NIH ChestX-ray14 labels (e.g. from `radscribe data import nih-cxr14`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Annotated manifest to write."),
+) -> None:
+    """NIH image labels (weak) -> chest-pa template, grounded by the NIH boxes where present."""
+    from radscribe.annotate import annotate_chest_manifest
+
+    summary = _run(annotate_chest_manifest, manifest, out, progress=_bar("filling chest templates"))
+    _print_summary(summary, out)
+    common = ", ".join(f"{key} {count}" for key, count in summary.values.most_common(8))
+    console.print(f"label source: weak labels from NIH ChestX-ray14 image labels; most frequent: {common}", highlight=False)
