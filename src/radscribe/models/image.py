@@ -1,0 +1,76 @@
+"""Letterboxing radiographs into a square model input, with the transform kept for mapping boxes.
+
+Spine films are tall (about 229 x 416): squashing them into a square would distort vertebra shapes,
+so the image is scaled to fit, keeping its aspect ratio, and centred on black padding (radiograph
+background). :class:`Letterbox` maps normalised boxes between the original image and the model input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from radscribe.data.images import Radiograph, read_image
+from radscribe.types import Box
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Original (width, height) -> square ``size``: scaled by ``scale`` then offset by (pad_x, pad_y) pixels."""
+
+    original_size: tuple[int, int]
+    size: int
+    scale: float
+    pad_x: int
+    pad_y: int
+
+    @classmethod
+    def fit(cls, width: int, height: int, size: int) -> Letterbox:
+        scale = size / max(width, height)
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        return cls((width, height), size, scale, (size - new_w) // 2, (size - new_h) // 2)
+
+    @property
+    def content_size(self) -> tuple[int, int]:
+        width, height = self.original_size
+        return max(1, round(width * self.scale)), max(1, round(height * self.scale))
+
+    def to_input(self, box: Box) -> Box:
+        """A box normalised on the original image -> normalised on the square model input."""
+        (w, h), (cw, ch) = self.original_size, self.content_size
+        x0, y0, x1, y1 = box.xyxy
+        coords = (
+            (self.pad_x + x0 * cw) / self.size, (self.pad_y + y0 * ch) / self.size,
+            (self.pad_x + x1 * cw) / self.size, (self.pad_y + y1 * ch) / self.size,
+        )
+        return Box.from_xyxy(box.label, coords, source=box.source, image=box.image, score=box.score)
+
+    def to_original(self, box: Box) -> Box:
+        """A box normalised on the model input -> normalised on the original image (padding clipped off)."""
+        cw, ch = self.content_size
+        x0, y0, x1, y1 = box.xyxy
+        coords = (
+            (x0 * self.size - self.pad_x) / cw, (y0 * self.size - self.pad_y) / ch,
+            (x1 * self.size - self.pad_x) / cw, (y1 * self.size - self.pad_y) / ch,
+        )
+        return Box.from_xyxy(box.label, coords, source=box.source, image=box.image, score=box.score)
+
+
+def as_radiograph(image: Radiograph | Path | str) -> Radiograph:
+    return image if isinstance(image, Radiograph) else read_image(image)
+
+
+def letterbox(image: Radiograph, size: int) -> tuple[torch.Tensor, Letterbox]:
+    """(1, size, size) float tensor in [0, 1] and the transform that produced it."""
+    transform = Letterbox.fit(image.width, image.height, size)
+    content_w, content_h = transform.content_size
+    resized = Image.fromarray(image.pixels.astype(np.float32), mode="F").resize((content_w, content_h), Image.BILINEAR)
+    canvas = np.zeros((size, size), dtype=np.float32)
+    canvas[transform.pad_y : transform.pad_y + content_h, transform.pad_x : transform.pad_x + content_w] = np.clip(
+        np.asarray(resized, dtype=np.float32), 0.0, 1.0
+    )
+    return torch.from_numpy(canvas).unsqueeze(0), transform

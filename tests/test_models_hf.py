@@ -1,0 +1,97 @@
+"""Hugging Face backbones (LLaVA, Qwen2.5-VL, PaliGemma 2) through the one RadscribeVLM interface.
+
+Each test family runs on a tiny randomly initialised checkpoint of exactly that transformers class,
+written offline by radscribe.models.checkpoints: create_model(folder) -> collate -> finite loss ->
+backward -> generate -> save_pretrained/from_pretrained with identical logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from radscribe.data.images import Radiograph
+from radscribe.models import IGNORE_INDEX, create_model
+from radscribe.models.checkpoints import write_tiny_checkpoint
+
+FAMILIES = ("llava", "qwen2.5-vl", "paligemma2")
+
+
+@dataclass(frozen=True)
+class Example:
+    images: tuple
+    prompt: str
+    target: str
+    task: str = "report"
+    study_id: str = "s1"
+
+
+def radiograph(width: int, height: int, seed: int) -> Radiograph:
+    return Radiograph(pixels=np.random.default_rng(seed).random((height, width), dtype=np.float32), path=Path("synthetic.png"))
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def checkpoint(request, tmp_path_factory):
+    return request.param, write_tiny_checkpoint(request.param, tmp_path_factory.mktemp(request.param))
+
+
+def test_end_to_end_on_a_tiny_checkpoint(checkpoint, tmp_path):
+    family, folder = checkpoint
+    model = create_model(folder, device="cpu", memory_slots=4)
+    assert model.family == family and model.memory is not None
+    examples = [
+        Example((radiograph(229, 416, 0),), "Describe the spine.", "Sixteen vertebrae, normal alignment."),
+        Example((radiograph(300, 200, 1),), "Is there a fracture?", "No."),
+    ]
+    batch = model.collate(examples)
+    labels, ids = batch["labels"], batch["input_ids"]
+    for row, example in enumerate(examples):
+        target = labels[row][labels[row] != IGNORE_INDEX].tolist()
+        assert model.decode(target) == example.target  # only target (+ end token) carries loss
+        assert not (ids[row] == model.image_token_id)[labels[row] != IGNORE_INDEX].any()
+    output = model(**batch)
+    assert torch.isfinite(output.loss)
+    output.loss.backward()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable)
+    assert not any(p.requires_grad for p in model.vision_parameters())  # named configs freeze vision
+    assert model.memory.gate.grad is not None
+
+    texts = model.generate([radiograph(229, 416, 2), radiograph(128, 128, 3)], ["Describe.", "Any fracture?"], max_new_tokens=4)
+    assert len(texts) == 2 and all(isinstance(text, str) for text in texts)
+    embeddings = model.image_embeddings([radiograph(229, 416, 2), radiograph(128, 128, 3)])
+    assert embeddings.shape[0] == 2 and torch.isfinite(embeddings).all()
+    assert model.estimate_flops(batch) > 0
+
+    model.eval()
+    with torch.no_grad():
+        expected = model(**batch).logits
+    model.save_pretrained(tmp_path / "saved")
+    loaded = create_model(tmp_path / "saved", device="cpu")
+    assert loaded.family == family and loaded.config.memory_slots == 4 and loaded.config.lora is not None
+    loaded.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(**batch).logits, expected)
+
+
+def test_lora_targets_only_the_language_model(checkpoint):
+    _, folder = checkpoint
+    model = create_model(folder, device="cpu")
+    lora = [name for name, _ in model.named_parameters() if "lora_" in name]
+    assert lora and all("language_model" in name for name in lora)
+
+
+def test_paligemma_marks_the_suffix_with_token_type_ids(tmp_path):
+    model = create_model(write_tiny_checkpoint("paligemma2", tmp_path / "pg"), device="cpu")
+    batch = model.collate([Example((radiograph(64, 64, 4),), "caption", "clear lungs")])
+    assert ((batch["token_type_ids"] == 1) == (batch["labels"] != IGNORE_INDEX)).all()
+
+
+def test_unsupported_checkpoint_type_is_named(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ValueError, match="model_type 'bert' is not supported"):
+        create_model(tmp_path)
