@@ -73,3 +73,22 @@ def chest_command(
     _print_summary(summary, out)
     common = ", ".join(f"{key} {count}" for key, count in summary.values.most_common(8))
     console.print(f"label source: weak labels from NIH ChestX-ray14 image labels; most frequent: {common}", highlight=False)
+
+
+@annotate_app.command("chest-text")
+def chest_text_command(
+    manifest: Path = typer.Argument(..., help="Manifest whose studies have report text (findings and/or impression), e.g. IU X-ray."),
+    out: Path = typer.Option(..., "--out", "-o", help="Manifest to write, with chest-pa templates and chexpert-lite findings."),
+) -> None:
+    """Free-text chest reports -> chest-pa template (chexpert-lite labels; sentences kept as provenance)."""
+    from radscribe.labeling import structure_manifest
+
+    summary = _run(structure_manifest, manifest, out, progress=_bar("structuring reports"))
+    statuses = ", ".join(f"{name} {summary.statuses.get(name, 0)}" for name in ("ok", "empty", "unparseable"))
+    console.print(f"{summary.total} studies: {statuses}; {summary.valid} valid chest-pa templates -> {out}", highlight=False)
+    for study_id, reason in summary.problems[:10]:
+        console.print(f"  {study_id}: {reason}", highlight=False)
+    if len(summary.problems) > 10:
+        console.print(f"  ... and {len(summary.problems) - 10} more (status in each study's metadata['text_structure'])", highlight=False)
+    common = ", ".join(f"{key} {count}" for key, count in summary.present.most_common(8))
+    console.print(f"label source: chexpert-lite on the report text; most frequent present: {common or 'none'}", highlight=False)

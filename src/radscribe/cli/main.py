@@ -13,7 +13,7 @@ import typer
 
 from radscribe import __version__
 
-COMMAND_MODULES = ("data",)
+COMMAND_MODULES = ("data", "template", "label", "annotate", "evaluate", "train", "report", "serve")
 
 app = typer.Typer(
     name="radscribe",

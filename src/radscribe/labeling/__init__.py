@@ -15,6 +15,14 @@ from radscribe.labeling.labeler import (
 )
 from radscribe.labeling.rules import CHEXPERT_OBSERVATIONS, RULES_DIR, RulesError
 from radscribe.labeling.sentences import Sentence, split_sentences
+from radscribe.labeling.structure import (
+    SourceSentence,
+    StructuredReport,
+    StructureSummary,
+    structure_manifest,
+    structure_report,
+    structure_study,
+)
 
 __all__ = [
     "CHEXPERT_OBSERVATIONS",
@@ -25,8 +33,14 @@ __all__ = [
     "ReportLabels",
     "RulesError",
     "Sentence",
+    "SourceSentence",
+    "StructureSummary",
+    "StructuredReport",
     "default_labeler",
     "label_report",
     "label_reports",
     "split_sentences",
+    "structure_manifest",
+    "structure_report",
+    "structure_study",
 ]

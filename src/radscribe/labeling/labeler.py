@@ -32,8 +32,12 @@ _STATUS_VALUE = {"positive": 1, "uncertain": -1, "negative": 0}
 _VALUE_STATUS = {1: "positive", -1: "uncertain", 0: "negative"}
 _CONJUNCTION = re.compile(r"(?<![a-z])(?:or|nor|and)(?![a-z])")
 _WORD = re.compile(r"[a-z0-9]+")
+_WORD_START = r"(?<![a-z0-9])"  # the start of a _WORD
+_COMMA = re.compile(",")
 # CheXpert: heart failure affirmed (positive or uncertain) adds an uncertain Cardiomegaly.
-_HEART_FAILURE = re.compile(r"chf|heart failure")
+HEART_FAILURE = re.compile(r"chf|heart failure")
+# Distinct phrase combinations seen in sentences; real reports need a few hundred.
+_MAX_CACHED_PATTERNS = 4096
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,24 @@ class ChexpertLite:
             observation: _union(phrases.unmention, self.cues.extra_unmention.get(observation))
             for observation, phrases in self.phrases.items()
         }
+        # A sentence mentions few observations: substring tests find the phrases that can match, and
+        # only those run (an alternation of 50 phrases costs ~50 tries at every character). Branches
+        # that cannot match change nothing, so the matches are exactly those of the whole pattern.
+        # Observations with a regex phrase (or cue-file additions) are always scanned whole.
+        self._scanned_whole = {
+            observation
+            for observation, phrases in self.phrases.items()
+            if observation in self.cues.extra_mention or any(literal is None for literal, _ in phrases.mention_branches)
+        }
+        self._literal_branches: dict[str, list[tuple[str, int]]] = {}  # phrase text -> (observation, branch)
+        for observation, phrases in self.phrases.items():
+            if observation not in self._scanned_whole:
+                for index, (literal, _) in enumerate(phrases.mention_branches):
+                    self._literal_branches.setdefault(literal, []).append((observation, index))  # type: ignore[arg-type]
+        self._branch_patterns: dict[tuple[str, tuple[int, ...]], re.Pattern[str]] = {}
+        # The word starts where some cue matches, found in one scan (a zero-width match per start).
+        any_cue = self.cues.any_cue
+        self._cue_starts = re.compile(rf"{_WORD_START}(?=[a-z0-9])(?=(?:{any_cue.pattern}))") if any_cue else None
 
     def label(self, text: str) -> ReportLabels:
         if not text or not text.strip():
@@ -109,7 +131,15 @@ class ChexpertLite:
     def _sentence_mentions(self, sentence: Sentence) -> list[Mention]:
         lowered = sentence.text.lower()
         found: list[tuple[str, int, int]] = []
+        possible: dict[str, list[int]] = {}
+        for literal in [literal for literal in self._literal_branches if literal in lowered]:
+            for observation, index in self._literal_branches[literal]:
+                possible.setdefault(observation, []).append(index)
         for observation, mention in self._mention.items():
+            if observation not in self._scanned_whole:
+                if observation not in possible:
+                    continue
+                mention = self._branches(observation, tuple(sorted(possible[observation])))
             matches = _spans(mention, lowered)
             if not matches:
                 continue
@@ -117,7 +147,7 @@ class ChexpertLite:
             found.extend((observation, start, end) for start, end in matches if not _overlaps(start, end, blocked))
         if not found:
             return []
-        scope = _Scope(lowered, self.cues)
+        scope = _Scope(lowered, self.cues, self._cue_starts)
         out = []
         for observation, start, end in found:
             status, cue = scope.status(start, end)
@@ -136,6 +166,17 @@ class ChexpertLite:
             )
         return out
 
+    def _branches(self, observation: str, indices: tuple[int, ...]) -> re.Pattern[str]:
+        """The alternation of some of an observation's mention branches, in priority order (cached)."""
+        key = (observation, indices)
+        pattern = self._branch_patterns.get(key)
+        if pattern is None:
+            branches = self.phrases[observation].mention_branches
+            pattern = re.compile("|".join(f"(?:{branches[index][1]})" for index in indices))
+            if len(self._branch_patterns) >= _MAX_CACHED_PATTERNS:
+                self._branch_patterns.clear()
+            self._branch_patterns[key] = pattern
+        return pattern
 
     def _names_structure_only(self, observation: str, sentence: str, start: int, end: int) -> bool:
         """A mention such as "heart size" in a sentence that states no abnormality."""
@@ -151,22 +192,25 @@ class ChexpertLite:
 class _Scope:
     """The cues, pseudo-cues, terminators and commas of one (lower-cased) sentence."""
 
-    def __init__(self, text: str, rules: CueRules):
+    def __init__(self, text: str, rules: CueRules, cue_starts: re.Pattern[str] | None):
         self.text = text
         self.rules = rules
-        pseudo = _spans(rules.pseudo, text)
-        # Every cue starts at a word: try the cues only where the union of all cues matches.
+        # Every cue starts at a word: try the cues only where the union of all cues matches there.
+        # Pseudo-cues, terminators and commas matter only once there is a cue, so scan for them then.
         self.cues: list[tuple[Cue, int, int]] = []
-        for word in _WORD.finditer(text):
-            position = word.start()
-            if rules.any_cue is None or not rules.any_cue.match(text, position):
-                continue
+        pseudo: list[tuple[int, int]] | None = None
+        for start in cue_starts.finditer(text) if cue_starts is not None else ():
+            position = start.start()
             for cue in rules.cues:
                 match = cue.pattern.match(text, position)
-                if match and not _overlaps(match.start(), match.end(), pseudo):
+                if match is None:
+                    continue
+                if pseudo is None:
+                    pseudo = _spans(rules.pseudo, text)
+                if not _overlaps(match.start(), match.end(), pseudo):
                     self.cues.append((cue, match.start(), match.end()))
-        self.terminators = [start for start, _ in _spans(rules.terminators, text)]
-        self.commas = [index for index, character in enumerate(text) if character == ","]
+        self.terminators = [start for start, _ in _spans(rules.terminators, text)] if self.cues else []
+        self.commas = [comma.start() for comma in _COMMA.finditer(text)] if self.cues else []
 
     def status(self, start: int, end: int) -> tuple[MentionStatus, str | None]:
         best: tuple[int, str] | None = None
@@ -229,7 +273,7 @@ def _aggregate(mentions: list[Mention]) -> dict[str, LabelValue]:
     statuses: dict[str, set[str]] = {observation: set() for observation in CHEXPERT_OBSERVATIONS}
     for mention in mentions:
         statuses[mention.observation].add(mention.status)
-        if mention.observation == "Edema" and mention.status != "negative" and _HEART_FAILURE.search(mention.text.lower()):
+        if mention.observation == "Edema" and mention.status != "negative" and HEART_FAILURE.search(mention.text.lower()):
             statuses["Cardiomegaly"].add("uncertain")
     values: dict[str, LabelValue] = {}
     for observation, found in statuses.items():

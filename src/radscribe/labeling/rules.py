@@ -41,6 +41,11 @@ _PLACE_PREFIX = r"(?:over the|overly the|in the)(?: superior| left| right)? ?"
 _PLACE_UNMENTIONED = ("Cardiomegaly", "Enlarged Cardiomediastinum")
 
 
+_WORD_START = r"(?<![a-z0-9])"
+_WORD_END = r"(?![a-z0-9])"
+_REGEX_SYNTAX = re.compile(r"[\\.^$*+?{}\[\]|()]")
+
+
 class RulesError(ValueError):
     """A rules folder or cue file that cannot be used; the message names the file."""
 
@@ -57,6 +62,10 @@ class ObservationPhrases:
     observation: str
     mention: re.Pattern[str]
     unmention: re.Pattern[str] | None
+    # The branches of ``mention`` in match-priority order, each with the exact text it matches when
+    # it is a plain phrase (None for a real regex): a branch whose text is not in a sentence cannot
+    # match there, so the labeler runs only the branches that can.
+    mention_branches: tuple[tuple[str | None, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,9 +96,15 @@ class CueRules:
 def _phrase_regex(phrase: str) -> str:
     """One CheXpert phrase line as a regex; edge underscores become word boundaries."""
     core = phrase.strip("_").replace("_", " ")
-    prefix = r"(?<![a-z0-9])" if phrase.startswith("_") else ""
-    suffix = r"(?![a-z0-9])" if phrase.endswith("_") else ""
+    prefix = _WORD_START if phrase.startswith("_") else ""
+    suffix = _WORD_END if phrase.endswith("_") else ""
     return f"{prefix}(?:{core}){suffix}"
+
+
+def _phrase_literal(phrase: str) -> str | None:
+    """The text a phrase matches when it has no regex syntax (the usual case), else None."""
+    core = phrase.strip("_").replace("_", " ")
+    return None if _REGEX_SYNTAX.search(core) else core
 
 
 def _read_phrases(path: Path) -> list[str]:
@@ -106,9 +121,47 @@ def _read_phrases(path: Path) -> list[str]:
     return phrases
 
 
+def _priority_order(branches: list[tuple[str | None, str]]) -> list[tuple[str | None, str]]:
+    """(literal, regex) pairs in the order :func:`_alternation` tries their regexes."""
+    return sorted(branches, key=lambda branch: len(branch[1]), reverse=True)
+
+
 def _alternation(regexes: list[str]) -> re.Pattern[str]:
-    # Longest first, so that alternation prefers the longer phrase at the same position.
-    return re.compile("|".join(f"(?:{regex})" for regex in sorted(regexes, key=len, reverse=True)))
+    """One pattern trying ``regexes`` longest first, so that the longer phrase wins at a position.
+
+    Neighbouring branches that start at a word (``_WORD_START(?:core)...``) share one word-start
+    test: inside a word the whole run then fails at once instead of branch by branch, which makes
+    scanning several times faster and matches exactly what the plain alternation matches.
+    """
+    runs: list[tuple[bool, list[str]]] = []  # (shares the word-start test, branches)
+    for regex in sorted(regexes, key=len, reverse=True):
+        rest = _after_word_start(regex)
+        if rest is not None and runs and runs[-1][0]:
+            runs[-1][1].append(rest)
+        else:
+            runs.append((rest is not None, [rest if rest is not None else regex]))
+    return re.compile(
+        "|".join(
+            f"{_WORD_START}(?:{'|'.join(f'(?:{branch})' for branch in branches)})" if shared else f"(?:{branches[0]})"
+            for shared, branches in runs
+        )
+    )
+
+
+def _after_word_start(regex: str) -> str | None:
+    """``(?:core)...`` when ``regex`` is ``_WORD_START(?:core)`` plus an optional ``_WORD_END``, else None."""
+    head = _WORD_START + "(?:"
+    if not regex.startswith(head):
+        return None
+    for tail in (")" + _WORD_END, ")"):
+        if regex.endswith(tail):
+            core = regex[len(head) : len(regex) - len(tail)]
+            try:
+                re.compile(core)  # balanced on its own: the "(?:" after the word start closes at the tail
+            except re.error:
+                return None
+            return regex[len(_WORD_START) :]
+    return None
 
 
 def load_phrases(rules_dir: Path | str | None = None) -> dict[str, ObservationPhrases]:
@@ -122,13 +175,17 @@ def load_phrases(rules_dir: Path | str | None = None) -> dict[str, ObservationPh
         mention_file = mention_dir / f"{file_stem(observation)}.txt"
         if not mention_file.is_file():
             raise RulesError(f"{mention_file}: missing mention phrase file for {observation!r}")
-        mentions = [_phrase_regex(phrase) for phrase in _read_phrases(mention_file)]
+        mention_phrases = _read_phrases(mention_file)
+        mentions = [_phrase_regex(phrase) for phrase in mention_phrases]
         unmention_file = folder / "phrases" / "unmention" / f"{file_stem(observation)}.txt"
         unmentions = [_phrase_regex(p) for p in _read_phrases(unmention_file)] if unmention_file.is_file() else []
         if observation in _PLACE_UNMENTIONED:
             unmentions += [_PLACE_PREFIX + regex for regex in mentions]
         phrases[observation] = ObservationPhrases(
-            observation, _alternation(mentions), _alternation(unmentions) if unmentions else None
+            observation,
+            _alternation(mentions),
+            _alternation(unmentions) if unmentions else None,
+            tuple(_priority_order([(_phrase_literal(phrase), regex) for phrase, regex in zip(mention_phrases, mentions)])),
         )
     return phrases
 
@@ -137,7 +194,7 @@ def _bounded(phrase: str) -> str:
     """A cue regex matched at word boundaries (punctuation-only cues such as ";" need none)."""
     if not re.search(r"[A-Za-z0-9]", phrase):
         return re.escape(phrase)
-    return rf"(?<![a-z0-9])(?:{phrase})(?![a-z0-9])"
+    return f"{_WORD_START}(?:{phrase}){_WORD_END}"
 
 
 def load_cues(path: Path | str | None = None) -> CueRules:

@@ -20,8 +20,10 @@ ABBREVIATIONS = frozenset(
 # followed by a space (so "2.5" and "T12." are not markers).
 _LIST_MARKER = re.compile(r"(?:(?<=^)|(?<=[\s.:;]))\(?\d{1,2}[.)](?=\s|$)")
 # Candidate sentence ends: runs of . ! ? and line breaks; list markers are handled first.
+_DIGIT = re.compile(r"\d")
 _END = re.compile(r"[.!?]+|\n")
 _WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
+_WORD_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.")
 
 
 @dataclass(frozen=True)
@@ -35,12 +37,13 @@ class Sentence:
 
 def split_sentences(text: str) -> list[Sentence]:
     """Split a report into sentences with spans into ``text``; empty pieces are dropped."""
-    cuts: list[tuple[int, int]] = []  # (start, end) of separator regions that belong to no sentence
-    for marker in _LIST_MARKER.finditer(text):
-        cuts.append((marker.start(), marker.end()))
+    # (start, end) of separator regions that belong to no sentence
+    # A marker has a digit; most reports have none, and the marker scan is the slow one.
+    markers = [(m.start(), m.end()) for m in _LIST_MARKER.finditer(text)] if _DIGIT.search(text) else []
+    cuts = list(markers)
     for end in _END.finditer(text):
         start, stop = end.start(), end.end()
-        if any(a <= start < b for a, b in cuts):
+        if any(a <= start < b for a, b in markers):
             continue
         if end.group() == "." and _is_inner_period(text, start):
             continue
@@ -62,7 +65,12 @@ def _is_inner_period(text: str, index: int) -> bool:
     after = text[index + 1] if index + 1 < len(text) else ""
     if before.isdigit() and after.isdigit():
         return True
-    word = _WORD_BEFORE.search(text, 0, index)
+    # Only the run of letters and periods just before the period can match: search just that.
+    # ("$" also matches before a final line break, hence the step over one.)
+    run_start = index - 1 if index > 0 and text[index - 1] == "\n" else index
+    while run_start > 0 and text[run_start - 1] in _WORD_CHARACTERS:
+        run_start -= 1
+    word = _WORD_BEFORE.search(text, run_start, index)
     if word and word.group(1).lower() in ABBREVIATIONS:
         return True
     # The inner periods of "e.g." / "i.e.": a single letter, a period, a letter, a period.

@@ -1,0 +1,128 @@
+"""`radscribe report` and `radscribe ask`: grounded structured reports and answers from the command line.
+
+Exit status: 0 when every image got a result, 1 when any input failed (each failure is printed with
+its reason and listed in ``summary.json``; the other images are still reported), 2 for bad usage
+(no model available, unknown template...).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from radscribe.cli.common import console, fail, progress
+
+TASK_CHOICES = ("report", "vqa", "ground")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""
+    app.command("report")(report)
+    app.command("ask")(ask)
+
+
+def report(
+    images: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, TIFF, DICOM) or folders (searched recursively)."),
+    model: str = typer.Option(None, "--model", "-m", help="Saved model folder, local HF checkpoint, or registered name (default: the embedded model)."),
+    template: str = typer.Option(None, "--template", "-t", help="Report template name or YAML path (default: spine-ap-alignment)."),
+    task: str = typer.Option("report", "--task", help="report | vqa | ground"),
+    question: str = typer.Option(None, "--question", "-q", help="The question (vqa) or the phrase to locate (ground)."),
+    out: Path = typer.Option(Path("radscribe-reports"), "--out", "-o", help="Output folder (one sub-folder per image)."),
+    batch_size: int = typer.Option(4, "--batch-size", "-b", min=1),
+    no_rfi: bool = typer.Option(False, "--no-rfi", help="Report on the whole image (no Region-Focused Inference crop)."),
+    rfi_encoder: str = typer.Option("embedded", "--rfi-encoder", help="'embedded' or 'dinov2:PATH' (a local DINOv2 folder)."),
+    rfi_debug: bool = typer.Option(False, "--rfi-debug", help="Also write rfi.png (PCA map, mask, crop) per image."),
+    unconstrained: bool = typer.Option(False, "--unconstrained", help="Free generation (no template constraint), for comparison."),
+    fhir: bool = typer.Option(False, "--fhir", help="Also write fhir.json (FHIR R4 DiagnosticReport, status preliminary)."),
+) -> None:
+    """Write report.md, report.json and overlay.png per image (see --help for the options)."""
+    if task not in TASK_CHOICES:
+        fail(f"--task must be one of {', '.join(TASK_CHOICES)}, got {task!r}", 2)
+    if task in ("vqa", "ground") and not (question or "").strip():
+        fail(f"--task {task} needs --question ({'the question' if task == 'vqa' else 'the phrase to locate'})", 2)
+    paths = _collect(images)
+    reporter = _reporter(model, template, task, question, batch_size, no_rfi, rfi_encoder, rfi_debug, unconstrained)
+    from radscribe.infer import ReportError, write_result
+
+    failures: list[dict[str, str]] = []
+    written = 0
+    names: dict[str, int] = {}
+    batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+    for batch in progress(batches, f"{task} ({len(paths)} images)", total=len(batches)):
+        if task == "vqa":
+            results = [reporter.ask(path, question) for path in batch]
+        else:
+            results = reporter.report(batch, task="ground" if task == "ground" else "report")
+        for path, result in zip(batch, results):
+            if isinstance(result, ReportError):
+                failures.append(result.to_dict())
+                console.print(f"[red]failed[/] {result.image}: {result.reason}", highlight=False)
+                continue
+            write_result(result, out / _folder_name(path, names), fhir=fhir, rfi_debug=rfi_debug)
+            written += 1
+    _summary(out, len(paths), written, failures)
+    if failures:
+        raise typer.Exit(1)
+
+
+def ask(
+    image: Path = typer.Argument(..., help="One image file."),
+    question: str = typer.Argument(..., help="The question, in quotes."),
+    model: str = typer.Option(None, "--model", "-m", help="Saved model folder, local HF checkpoint, or registered name (default: the embedded model)."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
+) -> None:
+    """Answer a question about one radiograph (prints the answer)."""
+    if not question.strip():
+        fail("the question is empty", 2)
+    reporter = _reporter(model, None, "vqa", question, 1, True, "embedded", False, True)
+    from radscribe.infer import ReportError
+
+    result = reporter.ask(image, question, max_new_tokens=max_new_tokens)
+    if isinstance(result, ReportError):
+        fail(f"{result.image}: {result.reason}")
+    typer.echo(result.text)
+
+
+def _collect(images: list[Path]) -> list[Path]:
+    from radscribe.infer import collect_images
+
+    paths = collect_images(images)
+    if not paths:
+        fail("no images found in the given paths (image extensions: png, jpg, jpeg, tif, tiff, bmp, dcm)", 2)
+    return paths
+
+
+def _reporter(model, template, task, question, batch_size, no_rfi, rfi_encoder, rfi_debug, unconstrained):
+    from radscribe.infer import ModelNotAvailable, Reporter, RFIConfig, load_model
+
+    try:
+        loaded, description = load_model(model)
+    except ModelNotAvailable as error:
+        fail(str(error), 2)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        fail(f"cannot load model {model!r}: {error}", 2)
+    console.print(f"model: {description}", highlight=False)
+    try:
+        rfi = None if no_rfi else RFIConfig(encoder=rfi_encoder, debug=rfi_debug)
+        ground = [question.strip()] if task == "ground" else None
+        return Reporter(loaded, template, rfi=rfi, constrained=not unconstrained, ground=ground, batch_size=batch_size)
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        fail(str(error).strip("'\""), 2)
+
+
+def _folder_name(path: Path, seen: dict[str, int]) -> str:
+    """The image's stem, numbered when two inputs share one."""
+    stem = path.stem or "image"
+    seen[stem] = seen.get(stem, 0) + 1
+    return stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"
+
+
+def _summary(out: Path, total: int, written: int, failures: list[dict[str, str]]) -> None:
+    from radscribe.data.manifest import atomic_write
+
+    with atomic_write(out / "summary.json") as handle:
+        json.dump({"images": total, "reported": written, "failed": len(failures), "failures": failures}, handle, indent=2)
+    colour = "green" if not failures else "yellow"
+    console.print(f"[{colour}]{written} of {total} images reported, {len(failures)} failed[/]; results in {out}", highlight=False)
