@@ -79,3 +79,14 @@ def test_the_shipped_recipes_load():
     for path in recipes:
         config = load_config(path)
         assert config.resolved_stages()
+
+
+def test_a_misspelt_generation_metric_fails_at_load(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "model: {name: radscribe-tiny-test}\n"
+        "data: {train: a.jsonl}\n"
+        "eval: {generation: {metrics: [bleu, rouge-l]}}\n"
+    )
+    with pytest.raises(ConfigError, match="eval.generation.metrics"):
+        load_config(recipe)

@@ -17,6 +17,12 @@ def _load_metric_modules() -> None:
         importlib.import_module(f"radscribe.evaluate.{module}")
 
 
+def metric_names() -> list[str]:
+    """Every registered metric name, for checking configs before any work starts."""
+    _load_metric_modules()
+    return sorted(METRICS)
+
+
 __all__ = [
     "METRICS",
     "EvaluationOptions",
@@ -28,6 +34,7 @@ __all__ = [
     "Scorer",
     "create_scorer",
     "evaluate",
+    "metric_names",
     "read_predictions",
     "register_metric",
     "write_predictions",

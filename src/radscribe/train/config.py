@@ -303,6 +303,13 @@ def _check(config: TrainConfig, source: str) -> None:
     require(config.data.temperature > 0, "data.temperature", "a positive number", config.data.temperature)
     _check_tasks(config.data.tasks, "data.tasks", require)
     require(config.eval.every >= 1, "eval.every", "an integer >= 1", config.eval.every)
+    if config.eval.generation is not None and config.eval.generation.metrics:
+        # A misspelt metric would otherwise surface only at the first validation, after real training time.
+        from radscribe.evaluate import metric_names
+
+        known = metric_names()
+        for name in config.eval.generation.metrics:
+            require(name in known, "eval.generation.metrics", f"metric names from {', '.join(known)}", name)
     require(config.checkpoint.every >= 1, "checkpoint.every", "an integer >= 1", config.checkpoint.every)
     require(config.checkpoint.keep_last >= 1, "checkpoint.keep_last", "an integer >= 1", config.checkpoint.keep_last)
     require(config.early_stopping.patience >= 0, "early_stopping.patience", "an integer >= 0", config.early_stopping.patience)
