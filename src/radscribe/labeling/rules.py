@@ -197,17 +197,25 @@ def _bounded(phrase: str) -> str:
     return f"{_WORD_START}(?:{phrase}){_WORD_END}"
 
 
-def load_cues(path: Path | str | None = None) -> CueRules:
-    """Parse a cue YAML file (see ``rules/cues.yaml`` for the format)."""
-    path = Path(path) if path is not None else CUES_PATH
+def read_rules_yaml(path: Path, what: str) -> dict[str, Any]:
+    """Read one rules file that must hold a YAML mapping; every failure names the file."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RulesError(f"{path}: cue file not found") from None
+        raise RulesError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise RulesError(f"{path}: cannot read the {what} ({error})") from None
     except yaml.YAMLError as error:
         raise RulesError(f"{path}: not valid YAML ({error})") from None
     if not isinstance(data, dict):
         raise RulesError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_cues(path: Path | str | None = None) -> CueRules:
+    """Parse a cue YAML file (see ``rules/cues.yaml`` for the format)."""
+    path = Path(path) if path is not None else CUES_PATH
+    data = read_rules_yaml(path, "cue file")
     windows = data.get("default_window", {"pre": 8, "post": 6})
 
     def compile_list(field: str, entries: Any) -> re.Pattern[str] | None:

@@ -20,11 +20,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 
 from radscribe.data.manifest import read_manifest, relative_image_path, resolve_image_path, write_manifest
 from radscribe.labeling.labeler import HEART_FAILURE, LABELER_NAME, Mention, ReportLabels, default_labeler
-from radscribe.labeling.rules import CHEXPERT_OBSERVATIONS, RULES_DIR, RulesError
+from radscribe.labeling.rules import CHEXPERT_OBSERVATIONS, RULES_DIR, RulesError, read_rules_yaml
 from radscribe.labeling.sentences import split_sentences
 from radscribe.templates import FilledTemplate, TemplateParseError, load_label_mapping, load_template, parse, render, validate
 from radscribe.types import Study
@@ -106,14 +105,7 @@ class StructureSummary:
 def load_structure_rules(path: Path | str | None = None) -> StructureRules:
     """Read ``chest_sections.yaml`` (or a file in its format), checked against ``chest-pa``."""
     path = Path(path) if path is not None else STRUCTURE_RULES_PATH
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RulesError(f"{path}: structure rules not found") from None
-    except yaml.YAMLError as error:
-        raise RulesError(f"{path}: not valid YAML ({error})") from None
-    if not isinstance(data, dict):
-        raise RulesError(f"{path}: expected a mapping at the top level")
+    data = read_rules_yaml(path, "structure rules")
     template = load_template(CHEST_TEMPLATE)
     section_ids = {section.id for section in template.sections}
 

@@ -13,9 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from radscribe.labeling.rules import CHEXPERT_OBSERVATIONS, RULES_DIR, RulesError
+from radscribe.labeling.rules import CHEXPERT_OBSERVATIONS, RULES_DIR, RulesError, read_rules_yaml
 
 MESH_MAPPING_PATH = RULES_DIR / "iu_mesh_mapping.yaml"
 # Observations with fewer reference positives than this are reported but left out of the macro
@@ -64,10 +63,7 @@ class MeshMapping:
 
 def load_mesh_mapping(path: Path | str | None = None) -> MeshMapping:
     path = Path(path) if path is not None else MESH_MAPPING_PATH
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise RulesError(f"{path}: cannot read the MeSH mapping ({error})") from None
+    data = read_rules_yaml(path, "MeSH mapping")
     rules: dict[str, tuple[_Rule, ...]] = {}
     for observation, entries in (data.get("observations") or {}).items():
         if observation not in CHEXPERT_OBSERVATIONS:
