@@ -7,31 +7,15 @@ backward -> generate -> save_pretrained/from_pretrained with identical logits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from radscribe.data.images import Radiograph
+from model_inputs import example as make_example, radiograph
 from radscribe.models import IGNORE_INDEX, create_model
 from radscribe.models.checkpoints import write_tiny_checkpoint
 
 FAMILIES = ("llava", "qwen2.5-vl", "paligemma2")
-
-
-@dataclass(frozen=True)
-class Example:
-    images: tuple
-    prompt: str
-    target: str
-    task: str = "report"
-    study_id: str = "s1"
-
-
-def radiograph(width: int, height: int, seed: int) -> Radiograph:
-    return Radiograph(pixels=np.random.default_rng(seed).random((height, width), dtype=np.float32), path=Path("synthetic.png"))
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -44,8 +28,8 @@ def test_end_to_end_on_a_tiny_checkpoint(checkpoint, tmp_path):
     model = create_model(folder, device="cpu", memory_slots=4)
     assert model.family == family and model.memory is not None
     examples = [
-        Example((radiograph(229, 416, 0),), "Describe the spine.", "Sixteen vertebrae, normal alignment."),
-        Example((radiograph(300, 200, 1),), "Is there a fracture?", "No."),
+        make_example((radiograph(229, 416, 0),), "Describe the spine.", "Sixteen vertebrae, normal alignment."),
+        make_example((radiograph(300, 200, 1),), "Is there a fracture?", "No."),
     ]
     batch = model.collate(examples)
     labels, ids = batch["labels"], batch["input_ids"]
@@ -87,7 +71,7 @@ def test_lora_targets_only_the_language_model(checkpoint):
 
 def test_paligemma_marks_the_suffix_with_token_type_ids(tmp_path):
     model = create_model(write_tiny_checkpoint("paligemma2", tmp_path / "pg"), device="cpu")
-    batch = model.collate([Example((radiograph(64, 64, 4),), "caption", "clear lungs")])
+    batch = model.collate([make_example((radiograph(64, 64, 4),), "caption", "clear lungs")])
     assert ((batch["token_type_ids"] == 1) == (batch["labels"] != IGNORE_INDEX)).all()
 
 

@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from radscribe.data.images import Radiograph
+from model_inputs import example as make_example, radiograph
 from radscribe.models import IGNORE_INDEX, MemoryAdapter, create_model, describe_size, list_models, load_config
 from radscribe.models.tokenizer import ANSWER, EOS
-
-
-@dataclass(frozen=True)
-class Example:
-    """Stand-in for radscribe.tasks.Example (same fields the models read)."""
-
-    images: tuple
-    prompt: str
-    target: str
-    task: str = "report"
-    study_id: str = "s1"
-
-
-def radiograph(width: int, height: int, seed: int) -> Radiograph:
-    pixels = np.random.default_rng(seed).random((height, width), dtype=np.float32)
-    return Radiograph(pixels=pixels, path=Path(f"synthetic-{seed}.png"))
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +42,8 @@ def test_default_config_fits_the_shipping_budget():
 
 def test_labels_cover_only_target_tokens(model):
     examples = [
-        Example((radiograph(229, 416, 0),), "Describe the spine.", "Sixteen vertebrae. <box>T1<loc_3><loc_4><loc_5><loc_6></box>"),
-        Example((radiograph(300, 300, 1),), "Q?", "No.", task="vqa"),
+        make_example((radiograph(229, 416, 0),), "Describe the spine.", "Sixteen vertebrae. <box>T1<loc_3><loc_4><loc_5><loc_6></box>"),
+        make_example((radiograph(300, 300, 1),), "Q?", "No.", task="vqa"),
     ]
     batch = model.collate(examples)
     ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
@@ -84,7 +65,7 @@ def test_labels_cover_only_target_tokens(model):
 
 
 def test_generation_batches_are_left_padded_and_generate_returns_strings(model):
-    batch = model.collate([Example((radiograph(64, 64, 2),), "a", ""), Example((radiograph(64, 64, 3),), "a longer prompt here", "")], with_targets=False)
+    batch = model.collate([make_example((radiograph(64, 64, 2),), "a", ""), make_example((radiograph(64, 64, 3),), "a longer prompt here", "")], with_targets=False)
     assert "labels" not in batch
     assert batch["attention_mask"][0, 0] == 0 and batch["attention_mask"][:, -1].all()
     texts = model.generate([radiograph(229, 416, 4), radiograph(100, 80, 5)], ["Describe.", "Any fracture?"], max_new_tokens=6, tasks=["report", "vqa"])
@@ -101,7 +82,7 @@ def test_init_is_deterministic_from_the_seed():
 
 
 def test_save_and_load_round_trip_gives_identical_logits(model, tmp_path):
-    batch = model.collate([Example((radiograph(229, 416, 6),), "Describe.", "Normal alignment.")])
+    batch = model.collate([make_example((radiograph(229, 416, 6),), "Describe.", "Normal alignment.")])
     model.eval()
     with torch.no_grad():
         expected = model(**batch).logits
@@ -123,7 +104,7 @@ def test_bfloat16_save_halves_the_file_and_stays_close(tmp_path):
     assert bf16 < 0.55 * fp32
     loaded = create_model(tmp_path / "bf16")
     assert all(p.dtype == torch.float32 for p in loaded.parameters())  # upcast for CPU compute
-    batch = model.collate([Example((radiograph(64, 64, 7),), "x", "y")])
+    batch = model.collate([make_example((radiograph(64, 64, 7),), "x", "y")])
     model.eval(), loaded.eval()
     with torch.no_grad():
         assert torch.allclose(model(**batch).logits, loaded(**batch).logits, atol=0.05)
@@ -141,7 +122,7 @@ def test_memory_adapter_starts_as_identity_and_is_trainable(model):
     plain = create_model("radscribe-tiny-test", device="cpu")
     with_memory = create_model("radscribe-tiny-test", device="cpu", memory_slots=8)
     assert with_memory.memory is not None and plain.memory is None
-    batch = plain.collate([Example((radiograph(64, 64, 8),), "x", "y")])
+    batch = plain.collate([make_example((radiograph(64, 64, 8),), "x", "y")])
     plain.eval(), with_memory.eval()
     with torch.no_grad():  # same seed, zero gate: the adapter changes nothing until it is trained
         assert torch.allclose(plain(**batch).logits, with_memory(**batch).logits, atol=1e-6)
@@ -158,7 +139,7 @@ def test_freeze_vision_and_lora_change_what_trains(tmp_path):
     assert not any("lora" in name for name in trainable if "vision" in name)
     assert any("multi_modal_projector" in name for name in trainable)
     assert not any(name.endswith("q_proj.base_layer.weight") for name in trainable)
-    batch = model.collate([Example((radiograph(64, 64, 9),), "x", "y")])
+    batch = model.collate([make_example((radiograph(64, 64, 9),), "x", "y")])
     model.eval()
     with torch.no_grad():
         expected = model(**batch).logits
@@ -176,7 +157,7 @@ def test_image_embeddings_and_flop_estimate(model):
     assert embeddings.shape[0] == 3
     assert torch.allclose(embeddings.norm(dim=-1), torch.ones(3), atol=1e-5)
     assert torch.allclose(embeddings[0], embeddings[1])
-    batch = model.collate([Example((images[0],), "Describe.", "Normal.")])
+    batch = model.collate([make_example((images[0],), "Describe.", "Normal.")])
     flops = model.estimate_flops(batch)
     dense_lower_bound = 6 * model.parameter_breakdown()["language"] * batch["input_ids"].numel()
     assert flops > dense_lower_bound
@@ -186,7 +167,7 @@ def test_image_embeddings_and_flop_estimate(model):
 
 def test_real_spine_film_is_letterboxed(model, cadma_dir):
     path = sorted((cadma_dir / "train" / "images").glob("*.jpg"))[0]
-    batch = model.collate([Example((path,), "Describe the spine.", "Normal.", task="structured_report")])
+    batch = model.collate([make_example((path,), "Describe the spine.", "Normal.", task="structured_report")])
     size = model.config.image_size
     assert batch["pixel_values"].shape == (1, 1, size, size)
     assert torch.isfinite(model(**batch).loss)
