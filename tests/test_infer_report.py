@@ -155,11 +155,10 @@ def test_cli_ask_and_clear_errors(tiny_folder, cadma_dir, tmp_path):
     assert no_question.exit_code == 2 and "--question" in no_question.output
 
 
-def test_without_a_model_the_cli_says_how_to_give_one(cadma_dir):
-    import radscribe.models as models
+def test_without_the_embedded_model_the_cli_says_how_to_give_one(cadma_dir, tmp_path, monkeypatch):
+    import radscribe.models.embedded as embedded
 
-    if hasattr(models, "default_model") or hasattr(models, "EMBEDDED_MODEL"):
-        pytest.skip("an embedded default model ships now")
+    monkeypatch.setattr(embedded, "EMBEDDED_DIR", tmp_path / "not-installed")
     result = runner.invoke(app, ["report", str(_spine_images(cadma_dir, 1)[0])])
     assert result.exit_code == 2 and "--model" in result.output
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -113,3 +115,25 @@ def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(spine_man
     got = load_checkpoint(latest_checkpoint(killed))["model"]
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6)
+
+
+def test_several_manifests_train_together_and_micro_batches_group_by_length(spine_manifest, tmp_path):
+    from conftest import shared_path
+    from radscribe.data import read_manifest, write_manifest
+    from radscribe.data.importers.base import import_dataset
+    from radscribe.train.data import load_split, micro_batches
+
+    import_dataset("vqa-rad", shared_path("vqa-rad"), tmp_path / "all.jsonl")
+    vqa = read_manifest(tmp_path / "all.jsonl")[:3]
+    write_manifest([dataclasses.replace(study, split="train") for study in vqa], tmp_path / "vqa.jsonl")
+    tasks = ["structured_report", "vqa"]
+    both = load_split([spine_manifest, tmp_path / "vqa.jsonl"], tasks, "radscribe", "train")
+    spine = load_split(spine_manifest, tasks, "radscribe", "train")
+    assert len(both.studies) == len(spine.studies) + 3
+    assert {e.task for e in both.examples} == {"structured_report", "vqa"}
+    assert all(Path(image).is_absolute() for e in both.examples for image in e.images)
+
+    batch = both.examples[:4] + [e for e in both.examples if e.task == "vqa"][:4]
+    groups = micro_batches(batch, 2)
+    assert sorted(map(id, batch)) == sorted(id(e) for g in groups for e in g)
+    assert [{e.task for e in g} for g in groups] == [{"vqa"}, {"structured_report"}]

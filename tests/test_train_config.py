@@ -38,6 +38,8 @@ def test_a_recipe_loads_with_defaults_and_resolves_manifest_paths(tmp_path, monk
         ("stages: [{kind: pairing}]\n", "stages[0].name", "required"),
         ("data: {tasks: {report: -1}}\n", "data.tasks.report", "positive"),
         ("optim: {precision: fp16}\n", "optim.precision", "one of auto"),
+        ("data: {train: 5}\n", "data.train", "a string or a list"),
+        ("data: {train: [a.jsonl, 3]}\n", "data.train[1]", "a string"),
         ("stages: [{name: a}]\nablation: [{name: x, stages: [b]}]\n", "ablation[0].stages", "stage names"),
     ],
 )
@@ -46,6 +48,13 @@ def test_bad_recipes_name_the_file_and_the_key(tmp_path, text, key, expected):
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert str(path) in str(error.value) and f"'{key}'" in str(error.value) and expected in str(error.value)
+
+
+def test_a_recipe_reads_several_manifests_together(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(write(tmp_path, "data: {train: [spine.jsonl, chest.jsonl], valid: spine.jsonl}\n"))
+    assert config.data.train == [str(tmp_path / "spine.jsonl"), str(tmp_path / "chest.jsonl")]
+    assert config.data.valid == str(tmp_path / "spine.jsonl")
 
 
 def test_overrides_set_nested_keys_and_are_checked_like_the_file(tmp_path):

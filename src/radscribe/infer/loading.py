@@ -12,21 +12,19 @@ class ModelNotAvailable(RuntimeError):
 
 
 def load_model(name_or_path: str | Path | None = None, **overrides: Any) -> tuple[Any, str]:
-    """(model, description). ``None``: the embedded default model (``radscribe.models.default_model()``
-    or ``radscribe.models.EMBEDDED_MODEL``), else a registered name or a local folder."""
+    """(model, description). ``None``: the embedded default model (``radscribe.models.default_model()``),
+    else a registered name or a local folder."""
     from radscribe import models
 
     if name_or_path is None:
-        default = getattr(models, "default_model", None)
-        if callable(default):
-            model = default(**overrides)
-            return model, describe_model(model)
-        name_or_path = getattr(models, "EMBEDDED_MODEL", None)
-        if name_or_path is None:
-            raise ModelNotAvailable(
-                "no embedded default model ships with this radscribe installation; pass a model with --model "
-                f"(a saved model folder, a local Hugging Face checkpoint, or a registered name: {', '.join(models.list_models())})"
-            )
+        if models.embedded_available():
+            model = models.default_model(**overrides)
+            release = models.embedded_release().get("release", "embedded")
+            return model, describe_model(model, f"the embedded default model ({release})")
+        raise ModelNotAvailable(
+            "no embedded default model ships with this radscribe installation; pass a model with --model "
+            f"(a saved model folder, a local Hugging Face checkpoint, or a registered name: {', '.join(models.list_models())})"
+        )
     model = models.create_model(name_or_path, **overrides)
     return model, describe_model(model, name_or_path)
 

@@ -2,12 +2,14 @@
 
 from radscribe.models.base import IGNORE_INDEX, Architecture, EncodedExample, RadscribeVLM, describe_size
 from radscribe.models.config import ModelConfig, load_config
+from radscribe.models.embedded import EMBEDDED_DIR, default_model, embedded_available, embedded_release
 from radscribe.models.image import Letterbox, letterbox
 from radscribe.models.memory import MemoryAdapter, PixelShuffleProjector, VisionBridge
 from radscribe.models.registry import create_model, family_class, list_models, register_family
 from radscribe.models.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer, tokenizer_corpus
 
 __all__ = [
+    "EMBEDDED_DIR",
     "IGNORE_INDEX",
     "Architecture",
     "EncodedExample",
@@ -19,7 +21,10 @@ __all__ = [
     "VisionBridge",
     "build_tokenizer",
     "create_model",
+    "default_model",
     "describe_size",
+    "embedded_available",
+    "embedded_release",
     "family_class",
     "letterbox",
     "list_models",

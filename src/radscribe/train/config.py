@@ -30,6 +30,7 @@ class ConfigError(ValueError):
     def __init__(self, source: str, key: str, expected: str, got: Any = None):
         self.source = source
         self.key = key
+        self.expected = expected
         detail = f"key '{key}': {expected}" if key else expected
         if got is not None:
             detail += f", got {got!r}"[:200]
@@ -47,8 +48,8 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    train: str | None = None  # manifest (JSONL) of training studies
-    valid: str | None = None  # manifest of validation studies (may be the same file as train)
+    train: str | list[str] | None = None  # manifest (JSONL) of training studies, or a list of manifests read together
+    valid: str | list[str] | None = None  # manifest(s) of validation studies (may be the same file(s) as train)
     train_split: str | None = "train"  # keep only studies of this split; null keeps every study
     valid_split: str | None = "valid"
     tasks: dict[str, float] = field(default_factory=lambda: {"structured_report": 1.0})
@@ -177,9 +178,15 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> TrainConf
     _check(config, source)
     for key in ("train", "valid"):
         value = getattr(config.data, key)
-        if value is not None:
-            setattr(config.data, key, str(Path(value).expanduser().resolve()))
+        if isinstance(value, str):
+            setattr(config.data, key, _resolve_path(value))
+        elif value is not None:
+            setattr(config.data, key, [_resolve_path(item) for item in value])
     return config
+
+
+def _resolve_path(path: str) -> str:
+    return str(Path(path).expanduser().resolve())
 
 
 def save_config(config: TrainConfig, path: Path | str) -> None:
@@ -233,7 +240,17 @@ def _convert(hint: Any, value: Any, key: str, source: str) -> Any:
         if value is None and type(None) in args:
             return None
         options = [arg for arg in args if arg is not type(None)]
-        return _convert(options[0], value, key, source)
+        if len(options) == 1:
+            return _convert(options[0], value, key, source)
+        errors = []
+        for option in options:
+            try:
+                return _convert(option, value, key, source)
+            except ConfigError as error:
+                if error.key != key:  # the value has this option's shape; something inside it is wrong
+                    raise
+                errors.append(error.expected)
+        raise ConfigError(source, key, " or ".join(errors), value)
     if hint is Any:
         return value
     if dataclasses.is_dataclass(hint):

@@ -40,9 +40,23 @@ class Datasets:
 
 
 def load_split(
-    manifest: Path | str, tasks: Sequence[str], codec: Any, split: str | None = None, max_studies: int | None = None
+    manifest: Path | str | Sequence[Path | str],
+    tasks: Sequence[str],
+    codec: Any,
+    split: str | None = None,
+    max_studies: int | None = None,
 ) -> SplitData:
-    """Read a manifest (keeping only ``split``'s studies if given) and build the tasks' examples with radscribe.tasks."""
+    """Read a manifest (keeping only ``split``'s studies if given) and build the tasks' examples with radscribe.tasks.
+
+    A list of manifests (spine, chest, VQA...) is read manifest by manifest and concatenated;
+    ``max_studies`` then applies to each manifest.
+    """
+    if not isinstance(manifest, (str, Path)):
+        parts = [load_split(one, tasks, codec, split, max_studies) for one in manifest]
+        return SplitData(
+            studies=[study for part in parts for study in part.studies],
+            examples=[example for part in parts for example in part.examples],
+        )
     from radscribe.data.manifest import read_manifest, resolve_image_path
     from radscribe.tasks import build_examples
 
@@ -119,8 +133,15 @@ def rank_slice(batch: Sequence[Any], rank: int, world_size: int) -> list[Any]:
 
 
 def micro_batches(examples: Sequence[Any], count: int) -> list[list[Any]]:
-    size = len(examples) // count
-    return [list(examples[i * size : (i + 1) * size]) for i in range(count)]
+    """Split a rank's share into ``count`` micro-batches of similar length.
+
+    Grouping by length keeps a 20-token VQA answer from being padded to a 500-token report. The loss
+    is weighted by target tokens over the whole global batch, so the grouping changes the padding
+    (and the speed), not the gradient.
+    """
+    ordered = sorted(examples, key=lambda example: len(example.prompt) + len(example.target))
+    size = len(ordered) // count
+    return [ordered[i * size : (i + 1) * size] for i in range(count)]
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
