@@ -54,6 +54,15 @@ def test_number_rule_keeps_only_prefixes_that_can_end_in_range():
     assert angle.extra_characters("") == 1 and angle.extra_characters("12.") == 1
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """transformers' generate on two intra-op threads of a busy 2-core machine is 100x slower; tiny models need one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny():
     from radscribe.models import create_model

@@ -3,19 +3,22 @@
 ``Reporter(model, template=None, rfi=RFIConfig() | None, constrained=True, codec=None)`` with
 ``.report(images) -> list[ReportResult | ReportError]`` and ``.ask(image, question)``;
 ``write_result`` writes report.md / report.json / overlay.png (/ fhir.json); ``locate_region`` is
-RFI on its own; ``template_grammar`` + ``TokenConstraint`` + ``constrained_generate_kwargs`` are the
-constrained decoder for any RadscribeVLM's ``generate``.
+RFI on its own; ``template_grammar`` + ``TokenConstraint`` are the constrained decoder, run by
+``generate_constrained`` (our own loop: fixed text fed in whole spans, batched rows) or through any
+RadscribeVLM's ``generate`` with ``constrained_generate_kwargs``.
 """
 
 from radscribe.infer.constrained import (
     ConstrainedLogitsProcessor,
     ConstraintLimits,
+    RowCursor,
     TokenConstraint,
     Vocabulary,
     constrained_generate_kwargs,
     grounding_grammar,
     template_grammar,
 )
+from radscribe.infer.decoding import DecodeStats, DraftMemory, generate_constrained
 from radscribe.infer.features import FeatureFn, FeatureGrid, as_feature_fn, dinov2_features, feature_fn, model_features
 from radscribe.infer.fhir import diagnostic_report
 from radscribe.infer.inputs import IMAGE_SUFFIXES, collect_images, read_radiograph
@@ -30,6 +33,8 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "ConstrainedLogitsProcessor",
     "ConstraintLimits",
+    "DecodeStats",
+    "DraftMemory",
     "FeatureFn",
     "FeatureGrid",
     "ModelNotAvailable",
@@ -38,6 +43,7 @@ __all__ = [
     "ReportError",
     "ReportResult",
     "Reporter",
+    "RowCursor",
     "TokenConstraint",
     "Vocabulary",
     "as_feature_fn",
@@ -47,6 +53,7 @@ __all__ = [
     "diagnostic_report",
     "dinov2_features",
     "feature_fn",
+    "generate_constrained",
     "grounding_grammar",
     "load_model",
     "locate_region",

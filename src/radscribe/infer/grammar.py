@@ -4,7 +4,9 @@ The grammar is built from fragments (literals, alternatives, optional parts, run
 bounded numbers) and simulated as a set of NFA states. Two facts per state drive decoding:
 
 - :meth:`Grammar.step` — the states after one more character (empty: the character is not allowed);
-- :meth:`Grammar.distance` — the fewest characters that still reach the end of the document.
+- :meth:`Grammar.distance` — the fewest characters that still reach the end of the document;
+- :meth:`Grammar.forced` — the text every continuation starts with (a decoder writes it without asking
+  the model), and :meth:`Grammar.next_chars` — what may follow it.
 
 Free-text runs carry a *region* id: the token-level constraint caps how many tokens one region may
 take, so a rambling model is made to close the field and move on (see :mod:`radscribe.infer.constrained`).
@@ -121,6 +123,7 @@ class _Node:
     rule: NumberRule | None = None
     out: list[int] = field(default_factory=list)
     region: int | None = None
+    char: str | None = None  # a "test" node of literal text: the one character it accepts
 
 
 Fragment = tuple[int, int]  # (entry node, exit node); the exit is an "eps" node without edges yet
@@ -136,6 +139,8 @@ class Grammar:
         self.start: State = frozenset()
         self._distance: list[float] = []
         self._step_cache: dict[tuple[State, str], State] = {}
+        self._forced_cache: dict[State, tuple[str, State]] = {}
+        self._next_cache: dict[State, frozenset[str] | None] = {}
 
     # ----- building ----------------------------------------------------------------------------
     def _add(self, node: _Node) -> int:
@@ -154,7 +159,7 @@ class Grammar:
     def literal(self, text: str, region: int | None = None) -> Fragment:
         if not text:
             return self.empty()
-        pieces = [self._chain("test", region, test=_equals(ch)) for ch in text]
+        pieces = [self._chain("test", region, test=_equals(ch), char=ch) for ch in text]
         return self.seq(*pieces)
 
     def char(self, test: CharTest, region: int | None = None) -> Fragment:
@@ -237,6 +242,48 @@ class Grammar:
                 moved.append((node_id, prefix + ch))
         result = self._closure(moved) if moved else frozenset()
         self._step_cache[key] = result
+        return result
+
+    def forced(self, state: State) -> tuple[str, State]:
+        """(text, state after it): the characters every continuation of ``state`` starts with.
+
+        Stops at the first choice (two or more possible characters, or free text) or where the
+        document may end; a number that cannot grow any more is no choice.
+        """
+        cached = self._forced_cache.get(state)
+        if cached is None:
+            text, current = [], state
+            while (ch := self._only_char(current)) is not None:
+                current = self.step(current, ch)
+                text.append(ch)
+            cached = self._forced_cache[state] = ("".join(text), current)
+        return cached
+
+    def _only_char(self, state: State) -> str | None:
+        if self.is_final(state):
+            return None
+        chars = self.next_chars(state)
+        return next(iter(chars)) if chars is not None and len(chars) == 1 else None
+
+    def next_chars(self, state: State) -> frozenset[str] | None:
+        """Every character that may follow ``state``; None when free text makes that open-ended.
+
+        An empty set means nothing may follow: the document is complete.
+        """
+        if state in self._next_cache:
+            return self._next_cache[state]
+        chars: set[str] | None = set()
+        for node_id, prefix in state:
+            node = self.nodes[node_id]
+            if node.kind == "test" and node.char is None:
+                chars = None
+                break
+            if node.kind == "test":
+                chars.add(node.char)
+            elif node.kind == "number":
+                chars.update(ch for ch in "0123456789.-" if node.rule.viable(prefix + ch))
+        result = None if chars is None else frozenset(chars)
+        self._next_cache[state] = result
         return result
 
     def is_final(self, state: State) -> bool:
