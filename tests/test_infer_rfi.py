@@ -7,7 +7,7 @@ import pytest
 
 from radscribe.data.images import Radiograph, read_image
 from radscribe.infer import FeatureGrid, RegionCrop, RFIConfig, as_feature_fn, dinov2_features, locate_region, model_features, save_rfi_overlay
-from radscribe.infer.rfi import choose_foreground, otsu_threshold
+from radscribe.infer.rfi import otsu_threshold, spine_score
 from radscribe.types import Box
 
 
@@ -42,21 +42,48 @@ def test_feature_region_finder_crops_to_the_vertical_band():
     crop = locate_region(image, as_feature_fn(lambda _: grid), RFIConfig(margin=0.0))
     # Band patches: rows 2..17 of 20 (y 16..144 px), columns 5..6 of 12 (x 40..56 px).
     assert crop.box == (40, 16, 56, 144)
-    assert crop.mask.sum() == 16 * 2 and crop.note is None
+    assert crop.mask.sum() == 16 * 2 and crop.note is None and crop.basis == "features"
+    assert crop.to_dict()["basis"] == "features"
     assert crop.crop(image).pixels.shape == (128, 16)
     wider = locate_region(image, as_feature_fn(lambda _: grid), RFIConfig(margin=0.25))
     assert wider.box == (36, 0, 60, 160)
 
 
-def test_sign_rule_prefers_the_side_away_from_the_border_then_the_minority():
-    inner = np.zeros((10, 10), bool)
-    inner[3:7, 3:7] = True
-    assert choose_foreground(~inner, inner) is inner
-    left = np.zeros((10, 10), bool)
-    left[:, :3] = True  # both sides touch the border about equally: the smaller side wins
-    assert choose_foreground(left, ~left) is left
-    low, high = np.random.default_rng(0).normal(0, 0.1, 300), np.random.default_rng(1).normal(2, 0.1, 100)
-    assert low.max() < otsu_threshold(np.concatenate([low, high])) < high.min()  # splits the two modes
+def test_the_spine_score_is_the_component_and_sign_most_like_a_centred_band():
+    # PC1 (most variance) is a left/right split that has nothing to do with the spine; the spine band
+    # varies less but is the component resembling the prior. Its sign is flipped to come out positive.
+    rng = np.random.default_rng(0)
+    grid = rng.normal(0, 0.01, (20, 12, 6))
+    grid[:, :6, 0] += 5.0
+    grid[:, 5:7, 1] -= 1.0
+    score = spine_score(FeatureGrid(grid), components=3)
+    assert score[:, 5:7].min() > score[:, :5].max() and score[:, 5:7].min() > score[:, 7:].max()
+    assert spine_score(FeatureGrid(grid), components=1)[:, 5:7].std() > 1  # PC1 alone splits the band in two
+    low, high = rng.normal(0, 0.1, 300), rng.normal(2, 0.1, 100)
+    assert low.max() < otsu_threshold(np.concatenate([low, high])) < high.min()  # Otsu splits the two modes
+
+
+def test_an_implausible_feature_region_gives_the_prior_box():
+    image = Radiograph(np.zeros((100, 60), np.float32), path="film.png")
+    grid = np.zeros((10, 6, 4), np.float32)
+    grid[7:10, 2:4, 0] = 1.0  # a short blob low in the film: not a spine column (height 0.3 < 0.5)
+    config = RFIConfig(margin=0.0, prior_half_width=0.25, prior_top=0.1, prior_bottom=0.9)
+    crop = locate_region(image, as_feature_fn(lambda _: grid), config)
+    assert crop.basis == "prior" and crop.box == (15, 10, 45, 90)
+    assert crop.mask[7:10, 2:4].all() and crop.mask.sum() == 6  # the rejected region is still shown in the overlay
+    wide = np.zeros((10, 6, 4), np.float32)
+    wide[1:9, :, 0] = [0.6, 0.8, 1.0, 1.0, 0.8, 0.6]  # tall, centred, but as wide as the film
+    assert locate_region(image, as_feature_fn(lambda _: wide), RFIConfig(max_width=0.8)).basis == "prior"
+    assert locate_region(image, as_feature_fn(lambda _: wide), RFIConfig(max_width=1.0, margin=0.0)).box == (0, 10, 60, 90)
+
+
+def test_config_rejects_nonsense():
+    with pytest.raises(ValueError, match="margin=1.5"):
+        RFIConfig(margin=1.5)
+    with pytest.raises(ValueError, match="prior_top"):
+        RFIConfig(prior_top=0.9, prior_bottom=0.5)
+    with pytest.raises(ValueError, match="components"):
+        RFIConfig(components=0)
 
 
 def test_featureless_image_falls_back_to_the_whole_image():
@@ -95,3 +122,20 @@ def test_the_vlm_encoder_grid_covers_the_image_not_the_letterbox_padding():
     assert isinstance(grid, FeatureGrid) and grid.features.shape[0] == 4 and grid.features.shape[1] < 4
     x0, y0, x1, y1 = grid.extent
     assert y0 == pytest.approx(0.0) and y1 == pytest.approx(1.0) and x0 <= 0.0 and x1 >= 1.0
+
+
+def test_a_finer_stride_interleaves_shifted_passes_of_the_same_encoder():
+    from radscribe.models import create_model
+
+    model = create_model("radscribe-tiny-test")  # 64 px input, patch 16
+    square = Radiograph(np.random.default_rng(1).random((64, 64), dtype=np.float32), path="square.png")
+    native = model_features(model)(square)
+    fine = model_features(model, stride=8)(square)
+    # Cell k of the fine grid is the patch at input pixel 8k; the 8th one would reach past the input.
+    assert native.features.shape[:2] == (4, 4) and fine.features.shape[:2] == (7, 7)
+    np.testing.assert_allclose(fine.features[::2, ::2], native.features, atol=1e-4)  # the unshifted pass
+    assert not np.allclose(fine.features[1::2, 1::2], native.features[:3, :3], atol=1e-2)
+    # Each fine cell stands for the central 8 x 8 px of its patch: 4 px in from the patch's corner.
+    assert fine.extent == pytest.approx((4 / 64, 4 / 64, 60 / 64, 60 / 64))
+    with pytest.raises(ValueError, match="divide"):
+        model_features(model, stride=6)(square)

@@ -83,9 +83,16 @@ def dinov2_features(path: Path | str, long_side: int = 448, device: str = "cpu")
     return features
 
 
-def model_features(model: Any) -> FeatureFn:
+def model_features(model: Any, stride: int | None = None) -> FeatureFn:
     """The VLM's own vision encoder: ``model.patch_features(image)`` when it has one, else its vision
-    tower run on the model's own image input (families with a square ``pixel_values`` input)."""
+    tower run on the model's own image input (families with a square ``pixel_values`` input).
+
+    ``stride`` (pixels of the model input, dividing the patch size) samples the patch grid more
+    finely without changing what the encoder sees: the input is also run shifted by every multiple
+    of ``stride`` below the patch size, in one batch, and the grids are interleaved (stride 8 with
+    patch 16: four passes, twice the resolution each way). Each cell then stands for the ``stride``-
+    wide square at the centre of its patch.
+    """
     own = getattr(model, "patch_features", None)
     if callable(own):
         return as_feature_fn(own, f"embedded:{model.name}")
@@ -102,40 +109,71 @@ def model_features(model: Any) -> FeatureFn:
                 f"model '{model.name}' ({model.config.family}) has no square pixel input to read patch features from; "
                 "use a DINOv2 folder (encoder 'dinov2:PATH') for Region-Focused Inference"
             )
+        pixels = batch["pixel_values"].to(model.device)
+        size = int(pixels.shape[-1])
+        tower = model.vision_tower()
+        patch = int(getattr(getattr(tower, "config", None), "patch_size", 0) or 0) or None
+        if stride is not None and (patch is None or stride > patch or patch % stride):
+            raise ValueError(f"RFI feature stride {stride} must divide the encoder's patch size ({patch or 'unknown'})")
+        shifts = range(0, patch, stride) if stride else range(1)
+        shifted = torch.cat([_shifted(pixels, dy, dx) for dy in shifts for dx in shifts])
         was_training = model.training
         model.eval()
         try:
-            hidden = model.vision_tower()(batch["pixel_values"].to(model.device)).last_hidden_state[0]
+            hidden = tower(shifted).last_hidden_state
         finally:
             model.train(was_training)
-        side = int(round(hidden.shape[0] ** 0.5))
-        hidden = hidden[-side * side :]  # vision towers with a CLS token put it first
-        grid = hidden.reshape(side, side, -1).float().cpu().numpy()
-        size = int(batch["pixel_values"].shape[-1])
+        side = int(round(hidden.shape[1] ** 0.5))
+        hidden = hidden[:, -side * side :].reshape(len(shifts), len(shifts), side, side, -1)  # a CLS token comes first
+        # Pass (dy, dx) patch (r, c) sits at input pixel (r * patch + dy, c * patch + dx): interleave.
+        grid = hidden.permute(2, 0, 3, 1, 4).reshape(side * len(shifts), side * len(shifts), -1).float().cpu().numpy()
+        patch = patch or size // side
+        step = stride or patch
         box = Letterbox.fit(image.width, image.height, size)
         content_w, content_h = box.content_size
-        # The grid covers the square input; in image coordinates that is the content plus padding.
-        extent = (-box.pad_x / content_w, -box.pad_y / content_h, (size - box.pad_x) / content_w, (size - box.pad_y) / content_h)
-        return _trim_to_image(FeatureGrid(grid, extent, f"embedded:{model.name}"))
+        # A cell stands for the central step x step square of its patch; in image coordinates the grid
+        # covers the content plus padding. A cell's patch reaches (patch - step) / 2 further each way.
+        start = (patch - step) / 2
+        span = grid.shape[0] * step
+        extent = (
+            (start - box.pad_x) / content_w, (start - box.pad_y) / content_h,
+            (start + span - box.pad_x) / content_w, (start + span - box.pad_y) / content_h,
+        )
+        reach = (start / content_w, start / content_h)
+        return _trim_to_image(FeatureGrid(grid, extent, f"embedded:{model.name}"), reach)
 
     return features
 
 
-def _trim_to_image(grid: FeatureGrid) -> FeatureGrid:
-    """Keep only the rows/columns of patches lying wholly on the image: patches that straddle the
-    letterbox edge carry the edge itself, which would otherwise dominate the principal component."""
+def _shifted(pixels: Any, dy: int, dx: int) -> Any:
+    """The input moved up by ``dy`` and left by ``dx`` pixels, the far edges repeated to keep its size."""
+    import torch.nn.functional as functional
+
+    if dy == 0 and dx == 0:
+        return pixels
+    return functional.pad(pixels[..., dy:, dx:], (0, dx, 0, dy), mode="replicate")
+
+
+def _trim_to_image(grid: FeatureGrid, reach: tuple[float, float] = (0.0, 0.0)) -> FeatureGrid:
+    """Keep only the rows/columns of cells whose patch lies wholly on the image: patches that straddle
+    the letterbox edge carry the edge itself, which would otherwise dominate the principal components.
+    ``reach``: how far (normalised x, y) a cell's patch extends beyond the cell on each side."""
     h, w, _ = grid.features.shape
     x0, y0, x1, y1 = grid.extent
     cell_w, cell_h = (x1 - x0) / w, (y1 - y0) / h
-    cols, rows = _inside(x0, cell_w, w), _inside(y0, cell_h, h)
+    cols, rows = _inside(x0, cell_w, w, reach[0]), _inside(y0, cell_h, h, reach[1])
     extent = (x0 + cols[0] * cell_w, y0 + rows[0] * cell_h, x0 + (cols[-1] + 1) * cell_w, y0 + (rows[-1] + 1) * cell_h)
     return FeatureGrid(grid.features[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], extent, grid.encoder)
 
 
-def _inside(start: float, cell: float, count: int) -> list[int]:
-    """Indices of cells wholly inside [0, 1]; when none is (an image narrower than a patch), those centred inside."""
+def _inside(start: float, cell: float, count: int, reach: float = 0.0) -> list[int]:
+    """Indices of cells whose patch (the cell plus ``reach`` each side) is wholly inside [0, 1]; when none
+    is (an image narrower than a patch), those centred inside."""
     tolerance = 1e-6
-    whole = [i for i in range(count) if start + i * cell >= -tolerance and start + (i + 1) * cell <= 1 + tolerance]
+    whole = [
+        i for i in range(count)
+        if start + i * cell - reach >= -tolerance and start + (i + 1) * cell + reach <= 1 + tolerance
+    ]
     return whole or [i for i in range(count) if 0.0 <= start + (i + 0.5) * cell <= 1.0] or list(range(count))
 
 
