@@ -174,20 +174,22 @@ class RegionTask:
 
     def __init__(self, model: Any):
         from radscribe.grounding import create_codec
-        from radscribe.infer import TokenConstraint, Vocabulary, constrained_generate_kwargs, grounding_grammar
+        from radscribe.infer import TokenConstraint, Vocabulary, grounding_grammar
         from radscribe.tasks import prompt
 
         self.model = model
         self.codec = create_codec(model.codec_name)
         self.prompt = prompt("region", region=REGION_PHRASE)
-        self.constrained = self.codec.name == "radscribe"
-        self.kwargs: dict[str, Any] = {"max_new_tokens": REGION_TOKENS}
-        if self.constrained:
-            constraint = TokenConstraint(grounding_grammar(REGION_PHRASE, self.codec.name, 1), Vocabulary.from_model(model))
-            self.kwargs = constrained_generate_kwargs(constraint, REGION_TOKENS)
+        self.constraint = None
+        if self.codec.name == "radscribe":
+            self.constraint = TokenConstraint(grounding_grammar(REGION_PHRASE, self.codec.name, 1), Vocabulary.from_model(model))
 
     def locate(self, paths: Sequence[Path], sizes: Sequence[tuple[int, int]]) -> list[tuple[str, Any]]:
-        texts = self.model.generate(list(paths), [self.prompt] * len(paths), tasks=["region"] * len(paths), **self.kwargs)
+        from radscribe.infer import constrained_generate_kwargs
+
+        # a constrained logits processor follows the rows of one generate call: a new one per call
+        kwargs = constrained_generate_kwargs(self.constraint, REGION_TOKENS) if self.constraint is not None else {"max_new_tokens": REGION_TOKENS}
+        texts = self.model.generate(list(paths), [self.prompt] * len(paths), tasks=["region"] * len(paths), **kwargs)
         out = []
         for text, size in zip(texts, sizes):
             boxes = self.codec.decode(text, size).boxes

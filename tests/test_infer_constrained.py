@@ -115,3 +115,11 @@ def test_a_budget_too_small_for_the_template_is_refused(tiny):
     constraint = TokenConstraint(template_grammar(SPINE), Vocabulary.from_model(tiny))
     with pytest.raises(ValueError, match="too small"):
         constrained_generate_kwargs(constraint, 20)
+
+
+def test_a_logits_processor_reused_for_a_second_generate_call_says_so(tiny):
+    constraint = TokenConstraint(grounding_grammar("vertebra", max_boxes=1), Vocabulary.from_model(tiny))
+    kwargs = constrained_generate_kwargs(constraint, 60)
+    tiny.generate(_images(3), ["Locate: vertebra"] * 3, **kwargs)
+    with pytest.raises(ValueError, match="one generate call"):
+        tiny.generate(_images(2), ["Locate: vertebra"] * 2, **kwargs)

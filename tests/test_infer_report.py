@@ -173,3 +173,18 @@ def test_custom_feature_function_drives_the_crop(tiny, cadma_dir):
     result = reporter.report(_spine_images(cadma_dir, 1))[0]
     width, height = result.image_size
     assert result.crop.box == (int(np.floor(3 / 8 * width)), int(np.floor(2 / 16 * height)), int(np.ceil(5 / 8 * width)), int(np.ceil(14 / 16 * height)))
+
+
+def test_the_readme_command_reports_a_bundled_film_with_the_embedded_model(tmp_path):
+    from radscribe.models import embedded_release
+
+    sample = sorted((Path(__file__).resolve().parents[1] / "src/radscribe/samples/cadma/valid/images").glob("*.jpg"))[0]
+    result = runner.invoke(app, ["report", str(sample), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert embedded_release()["release"] in result.output
+    (folder,) = [path for path in tmp_path.iterdir() if path.is_dir()]
+    report = json.loads((folder / "report.json").read_text())
+    assert report["valid"] and report["issues"] == [] and report["template"]["name"] == "spine-ap-alignment"
+    assert report["model"]["version"].startswith("sha256:") and report["rfi_crop"]["note"]  # RFI is off by default
+    assert (folder / "report.md").read_text().startswith("# Spine AP alignment report")
+    assert Image.open(folder / "overlay.png").size[0] > 0

@@ -1,4 +1,4 @@
-"""The workstation API end to end with a real (tiny, untrained) model on real CADMA images."""
+"""The workstation API end to end with the embedded default model on real CADMA images."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ CADMA = sorted(SAMPLES.glob("*.jpg"))
 @pytest.fixture(scope="module")
 def reporter():
     from radscribe.infer import Reporter
-    from radscribe.models import create_model
+    from radscribe.models import default_model
 
-    return Reporter(create_model("radscribe-tiny-test"), grounding_boxes=8)
+    return Reporter(default_model())
 
 
 def client_for(tmp_path: Path, reporter, **settings) -> TestClient:

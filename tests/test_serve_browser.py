@@ -20,7 +20,7 @@ def test_draft_edit_sign_export_in_chromium(tmp_path):
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
     port = free_port()
-    server = start_server(tmp_path / "data", port)
+    server = start_server(tmp_path / "data", port, model=None)  # the embedded default model
     try:
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch_persistent_context(

@@ -27,8 +27,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(data_dir: Path, port: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "radscribe.cli.main", "serve", "--model", "radscribe-tiny-test",
+def start_server(data_dir: Path, port: int, model: str | None = "radscribe-tiny-test") -> subprocess.Popen:
+    """A real server process; ``model=None`` serves the embedded default model."""
+    command = [sys.executable, "-m", "radscribe.cli.main", "serve", *(["--model", model] if model else []),
                "--data-dir", str(data_dir), "--port", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 60

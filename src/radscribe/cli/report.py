@@ -31,9 +31,13 @@ def report(
     question: str = typer.Option(None, "--question", "-q", help="The question (vqa) or the phrase to locate (ground)."),
     out: Path = typer.Option(Path("radscribe-reports"), "--out", "-o", help="Output folder (one sub-folder per image)."),
     batch_size: int = typer.Option(4, "--batch-size", "-b", min=1),
-    no_rfi: bool = typer.Option(False, "--no-rfi", help="Report on the whole image (no Region-Focused Inference crop)."),
+    rfi: bool = typer.Option(
+        False, "--rfi/--no-rfi",
+        help="Crop to the spine column first (Region-Focused Inference). Off by default: the embedded model was "
+        "trained on whole films and loses vertebra F1 on crops (MODEL_CARD.md).",
+    ),
     rfi_encoder: str = typer.Option("embedded", "--rfi-encoder", help="'embedded' or 'dinov2:PATH' (a local DINOv2 folder)."),
-    rfi_debug: bool = typer.Option(False, "--rfi-debug", help="Also write rfi.png (PCA map, mask, crop) per image."),
+    rfi_debug: bool = typer.Option(False, "--rfi-debug", help="Use RFI and also write rfi.png (PCA map, mask, crop) per image."),
     unconstrained: bool = typer.Option(False, "--unconstrained", help="Free generation (no template constraint), for comparison."),
     fhir: bool = typer.Option(False, "--fhir", help="Also write fhir.json (FHIR R4 DiagnosticReport, status preliminary)."),
 ) -> None:
@@ -43,7 +47,7 @@ def report(
     if task in ("vqa", "ground") and not (question or "").strip():
         fail(f"--task {task} needs --question ({'the question' if task == 'vqa' else 'the phrase to locate'})", 2)
     paths = _collect(images)
-    reporter = _reporter(model, template, task, question, batch_size, no_rfi, rfi_encoder, rfi_debug, unconstrained)
+    reporter = _reporter(model, template, task, question, batch_size, rfi or rfi_debug, rfi_encoder, rfi_debug, unconstrained)
     from radscribe.infer import ReportError, write_result
 
     failures: list[dict[str, str]] = []
@@ -94,7 +98,7 @@ def _collect(images: list[Path]) -> list[Path]:
     return paths
 
 
-def _reporter(model, template, task, question, batch_size, no_rfi, rfi_encoder, rfi_debug, unconstrained):
+def _reporter(model, template, task, question, batch_size, use_rfi, rfi_encoder, rfi_debug, unconstrained):
     from radscribe.infer import ModelNotAvailable, Reporter, RFIConfig, load_model
 
     try:
@@ -105,7 +109,7 @@ def _reporter(model, template, task, question, batch_size, no_rfi, rfi_encoder, 
         fail(f"cannot load model {model!r}: {error}", 2)
     console.print(f"model: {description}", highlight=False)
     try:
-        rfi = None if no_rfi else RFIConfig(encoder=rfi_encoder, debug=rfi_debug)
+        rfi = RFIConfig(encoder=rfi_encoder, debug=rfi_debug) if use_rfi else None
         ground = [question.strip()] if task == "ground" else None
         return Reporter(loaded, template, rfi=rfi, constrained=not unconstrained, ground=ground, batch_size=batch_size)
     except (FileNotFoundError, KeyError, ValueError) as error:

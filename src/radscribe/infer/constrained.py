@@ -389,6 +389,11 @@ class ConstrainedLogitsProcessor:
         if self.prompt_width is None:
             self.prompt_width = int(input_ids.shape[1])
             self.rows = [RowCursor(self.constraint, self.max_new_tokens, retokenize=False) for _ in range(input_ids.shape[0])]
+        elif input_ids.shape[0] != len(self.rows) or input_ids.shape[1] <= self.prompt_width:
+            raise ValueError(
+                "a ConstrainedLogitsProcessor follows the rows of one generate call; it was reused for another "
+                "(make a new one per call with constrained_generate_kwargs)"
+            )
         mask = torch.full_like(scores, -math.inf)
         for index, row in enumerate(self.rows):
             generated = input_ids[index, self.prompt_width :].tolist()
