@@ -580,13 +580,14 @@ def main() -> None:
     parser.add_argument("--vqa-manifest", type=Path, default=ROOT / "data" / "vqa-rad" / "vqa.jsonl")
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: runs/eval/embedded_model/<weights fingerprint>")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--overlays", type=Path, default=RESULTS / "embedded_model_overlays")
+    parser.add_argument("--overlays", type=Path, default=None, help="default: <--out without .json>_overlays/")
     args = parser.parse_args()
     tasks = [task.strip() for task in args.tasks.split(",") if task.strip()]
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
         sys.exit(f"unknown tasks {unknown}; known: {', '.join(TASKS)}")
     out = args.out or RESULTS / ("embedded_model_baselines.json" if args.baselines_only else "embedded_model.json")
+    args.overlays = args.overlays or out.with_name(out.stem + "_overlays")
 
     from radscribe.data.manifest import atomic_write
     from radscribe.infer import load_model, model_version
