@@ -1,6 +1,6 @@
 """Load on the reporting workstation: drafts per second and latency under concurrency, overload, kill -9.
 
-    python benchmarks/serve_load.py [--model radscribe-tiny-test] [--queue-size 8] [--burst 100]
+    python benchmarks/serve_load.py [--model PATH|NAME] [--queue-size 8] [--burst 100]   # default: the embedded model
 
 Starts ``radscribe serve`` as a subprocess with the model, uploads a bundled CADMA image, then:
 
@@ -50,7 +50,7 @@ def free_port() -> int:
 
 def start(data_dir: Path, model: str, queue_size: int) -> tuple[subprocess.Popen, str, float]:
     port = free_port()
-    command = [sys.executable, "-m", "radscribe.cli.main", "serve", "--model", model, "--data-dir", str(data_dir),
+    command = [sys.executable, "-m", "radscribe.cli.main", "serve", *(["--model", model] if model else []), "--data-dir", str(data_dir),
                "--port", str(port), "--queue-size", str(queue_size)]
     began = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -179,7 +179,7 @@ def kill_during_saves(model: str, writers: int = 4, seconds: float = 3.0) -> dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="radscribe-tiny-test")
+    parser.add_argument("--model", default=None, help="default: the embedded default model")
     parser.add_argument("--queue-size", type=int, default=8)
     parser.add_argument("--burst", type=int, default=100)
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16])
@@ -198,7 +198,7 @@ def main() -> None:
     durability = kill_during_saves(args.model)
     result = {
         "benchmark": "serve_load",
-        "model": args.model,
+        "model": args.model or "embedded default model (radscribe-tiny-2026.11)",
         "queue_size": args.queue_size,
         "server_startup_s": round(startup, 2),
         "concurrency": levels,
