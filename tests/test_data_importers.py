@@ -290,7 +290,7 @@ def test_report_sections_without_headings_are_findings():
 
 
 def _dicom(path: Path, pixels: np.ndarray, **attributes) -> Path:
-    pydicom = pytest.importorskip("pydicom")
+    pytest.importorskip("pydicom")
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 

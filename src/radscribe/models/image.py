@@ -41,7 +41,7 @@ class Letterbox:
 
     def to_input(self, box: Box) -> Box:
         """A box normalised on the original image -> normalised on the square model input."""
-        (w, h), (cw, ch) = self.original_size, self.content_size
+        cw, ch = self.content_size
         x0, y0, x1, y1 = box.xyxy
         coords = (
             (self.pad_x + x0 * cw) / self.size, (self.pad_y + y0 * ch) / self.size,

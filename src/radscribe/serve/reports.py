@@ -22,7 +22,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from radscribe.templates import FilledTemplate, GroundedFinding, Template, load_template, render, validate
+from radscribe.templates import FilledTemplate, GroundedFinding, Template, render, validate
 from radscribe.types import Box, SchemaError
 
 DECISIONS = ("pending", "accepted", "rejected")
