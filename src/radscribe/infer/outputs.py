@@ -53,7 +53,8 @@ def write_result(result: ReportResult, folder: Path | str, *, fhir: bool = False
             boxes.append(result.crop.normalized())
         report = {"impression": impression_text(result) or ""}
         qa = [QA(result.question, result.text)] if result.question else []
-        study = Study(image_path.stem, [ImageRef(str(image_path.resolve()))], report=report, boxes=boxes, qa=qa)
+        width, height = result.image_size or (None, None)
+        study = Study(image_path.stem, [ImageRef(str(image_path.resolve()), width, height)], report=report, boxes=boxes, qa=qa)
         written.append(save_study_overlay(study, image_path, folder / "overlay.png"))
         if rfi_debug and result.crop is not None and result.crop.pca is not None:
             written.append(save_rfi_overlay(image or read_image(image_path), result.crop, folder / "rfi.png"))
