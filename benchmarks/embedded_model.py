@@ -469,6 +469,16 @@ def generation_seconds(cache: Cache, keys: Sequence[str]) -> dict[str, float]:
     return {"seconds_per_item_mean": round(float(np.mean(seconds)), 3), "items": len(seconds)} if seconds else {}
 
 
+def run_model_reports(model, valid, manifest, cache_dir, args, task, template, section) -> list[Any]:
+    """The model's reports for ``task`` (cached, resumable), with their error, validity and timing counts in ``section``."""
+    cache = Cache(cache_dir / f"{task}.jsonl")
+    predict_reports(model, valid, manifest, cache, args, task)
+    section["model_errors"] = sum("error" in cache.records[s.id] for s in valid)
+    section["model_reports_valid"] = sum(bool(cache.records[s.id].get("valid")) for s in valid) / len(valid)
+    section["model_timing"] = generation_seconds(cache, [s.id for s in valid])
+    return model_reports(valid, cache, template)
+
+
 def run_spine(args, model, embed, cache_dir, result) -> None:
     from radscribe.evaluate import baselines
 
@@ -478,12 +488,7 @@ def run_spine(args, model, embed, cache_dir, result) -> None:
     systems: dict[str, list[Any]] = {}
     section: dict[str, Any] = {"images": len(valid), "manifest": display(manifest)}
     if not args.baselines_only:
-        cache = Cache(cache_dir / "spine.jsonl")
-        predict_reports(model, valid, manifest, cache, args, "spine")
-        systems["model"] = model_reports(valid, cache, SPINE_TEMPLATE)
-        section["model_errors"] = sum("error" in cache.records[s.id] for s in valid)
-        section["model_reports_valid"] = sum(bool(cache.records[s.id].get("valid")) for s in valid) / len(valid)
-        section["model_timing"] = generation_seconds(cache, [s.id for s in valid])
+        systems["model"] = run_model_reports(model, valid, manifest, cache_dir, args, "spine", SPINE_TEMPLATE, section)
     systems["retrieval"] = baselines.retrieval_reports(index, cached_embeddings(cache_dir, "spine-valid", valid, manifest, embed), with_boxes=True)
     systems["prior"] = baselines.prior_reports(train, len(valid), SPINE_TEMPLATE)
     systems["mean-spine"] = baselines.mean_spine_reports(baselines.mean_spine(train), valid)
@@ -519,12 +524,7 @@ def run_chest(args, model, embed, cache_dir, result) -> None:
         "labels": "NIH ChestX-ray14 image labels (weak, NLP-mined)",
     }  # fmt: skip
     if not args.baselines_only:
-        cache = Cache(cache_dir / "chest.jsonl")
-        predict_reports(model, valid, manifest, cache, args, "chest")
-        systems["model"] = model_reports(valid, cache, CHEST_TEMPLATE)
-        section["model_errors"] = sum("error" in cache.records[s.id] for s in valid)
-        section["model_reports_valid"] = sum(bool(cache.records[s.id].get("valid")) for s in valid) / len(valid)
-        section["model_timing"] = generation_seconds(cache, [s.id for s in valid])
+        systems["model"] = run_model_reports(model, valid, manifest, cache_dir, args, "chest", CHEST_TEMPLATE, section)
     systems["retrieval"] = baselines.retrieval_reports(index, cached_embeddings(cache_dir, "chest-valid", valid, manifest, embed), with_boxes=False)
     systems["prior"] = baselines.prior_reports(train, len(valid), CHEST_TEMPLATE)
     for kind in baselines.CHEST_PRIORS:

@@ -10,6 +10,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """transformers' generate on two intra-op threads of a busy 2-core machine is 100x slower; tiny models need one."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ``../shared/data``; skips the calling test with a reason when it is absent."""
     path = SHARED_DATA.joinpath(*parts)

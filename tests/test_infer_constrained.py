@@ -11,6 +11,8 @@ from radscribe.infer.grammar import NumberRule
 from radscribe.templates import GroundedFinding, load_template, parse, render, validate
 from radscribe.types import Box
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SPINE = "spine-ap-alignment"
 CURVE = {"region": "thoracic", "convexity": "right", "apex": "T8", "upper": "T5", "lower": "T11", "angle": 23.5, "severity": "mild"}
 
@@ -52,15 +54,6 @@ def test_number_rule_keeps_only_prefixes_that_can_end_in_range():
     angle = NumberRule(0, 180, 1)
     assert angle.viable("17") and angle.viable("179.") and not angle.viable("181") and not angle.viable("1.23")
     assert angle.extra_characters("") == 1 and angle.extra_characters("12.") == 1
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """transformers' generate on two intra-op threads of a busy 2-core machine is 100x slower; tiny models need one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -29,17 +29,10 @@ from radscribe.tasks import build_examples
 from radscribe.templates import parse, validate
 from radscribe.types import ImageRef, Study
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SPINE = "spine-ap-alignment"
 SMALL = ConstraintLimits(text_tokens=6, max_items=2, max_elements=1, max_boxes=1, phrase_tokens=3)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """transformers' generate on two intra-op threads of a busy 2-core machine is 100x slower; tiny models need one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
