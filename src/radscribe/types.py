@@ -9,6 +9,7 @@ Coordinates: a :class:`Box` is always normalised ``x_min, y_min, x_max, y_max`` 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -94,6 +95,21 @@ class Box:
     ) -> Box:
         x0, y0, x1, y1 = xyxy
         return cls.from_xyxy(label, (x0 / width, y0 / height, x1 / width, y1 / height), **kwargs)
+
+    @classmethod
+    def enclosing(cls, label: str, boxes: Iterable[Box], **kwargs: Any) -> Box:
+        """The smallest box that holds every one of ``boxes`` (at least one), e.g. a spine column from its vertebrae."""
+        boxes = tuple(boxes)
+        if not boxes:
+            raise ValueError(f"Box.enclosing('{label}') needs at least one box")
+        return cls(
+            label,
+            min(b.x_min for b in boxes),
+            min(b.y_min for b in boxes),
+            max(b.x_max for b in boxes),
+            max(b.y_max for b in boxes),
+            **kwargs,
+        )
 
     def to_pixels(self, width: float, height: float) -> tuple[float, float, float, float]:
         return (self.x_min * width, self.y_min * height, self.x_max * width, self.y_max * height)

@@ -166,11 +166,7 @@ def analyze_spine(
         curve = _curve(start, end, smooth_x, ys, tilts, levels)
         if curve is not None and curve.angle >= min_curve:
             curves.append(curve)
-    column = Box.from_xyxy(
-        "spine column",
-        (min(b.x_min for b in ordered), min(b.y_min for b in ordered), max(b.x_max for b in ordered), max(b.y_max for b in ordered)),
-        source="spine-geometry",
-    )
+    column = Box.enclosing("spine column", ordered, source="spine-geometry")
     return SpineGeometry(
         image_size=(int(width), int(height)),
         boxes=ordered,

@@ -30,7 +30,7 @@ def spine_template(geometry: SpineGeometry, projection: str = "AP", image: int =
             "angle": round(curve.angle, 1),
             "severity": curve.severity,
         }
-        span = _union(geometry.boxes[curve.upper : curve.lower + 1], f"{curve.region} curve {number}", image)
+        span = Box.enclosing(f"{curve.region} curve {number}", geometry.boxes[curve.upper : curve.lower + 1], source=DERIVED_SOURCE, image=image)
         apex = _relabel(geometry.boxes[curve.apex], f"apex of curve {number} ({levels[curve.apex]})", image)
         curves.append(GroundedFinding(values, [span, apex]))
     filled.set("alignment.curves", curves)
@@ -60,14 +60,3 @@ def spine_boxes(geometry: SpineGeometry, image: int = 0) -> list[Box]:
 def _relabel(box: Box, label: str, image: int) -> Box:
     return Box(label, box.x_min, box.y_min, box.x_max, box.y_max, source=DERIVED_SOURCE, image=image)
 
-
-def _union(boxes: tuple[Box, ...], label: str, image: int) -> Box:
-    return Box(
-        label,
-        min(b.x_min for b in boxes),
-        min(b.y_min for b in boxes),
-        max(b.x_max for b in boxes),
-        max(b.y_max for b in boxes),
-        source=DERIVED_SOURCE,
-        image=image,
-    )

@@ -79,10 +79,7 @@ def column_of(boxes: Sequence[Box]) -> Box | None:
     """The union of the boxes (the reference spine column), ``None`` for no box."""
     if not boxes:
         return None
-    return Box.from_xyxy(
-        "spine column",
-        (min(b.x_min for b in boxes), min(b.y_min for b in boxes), max(b.x_max for b in boxes), max(b.y_max for b in boxes)),
-    )
+    return Box.enclosing("spine column", boxes)
 
 
 def largest_curve_angle(filled: FilledTemplate | None) -> float:

@@ -49,15 +49,7 @@ def reading_order(boxes: Iterable[Box]) -> list[Box]:
 
 
 def union_box(label: str, boxes: Sequence[Box]) -> Box:
-    return Box(
-        label,
-        min(b.x_min for b in boxes),
-        min(b.y_min for b in boxes),
-        max(b.x_max for b in boxes),
-        max(b.y_max for b in boxes),
-        source="union",
-        image=boxes[0].image,
-    )
+    return Box.enclosing(label, boxes, source="union", image=boxes[0].image)
 
 
 def region_boxes(study: Study, image: int) -> list[Box]:
