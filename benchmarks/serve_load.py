@@ -14,7 +14,8 @@ Starts ``radscribe serve`` as a subprocess with the model, uploads a bundled CAD
 
 The model runs one request at a time (one worker thread), so drafts/s is bounded by one draft's
 time; concurrency only adds queueing. The machine is shared with other jobs (the JSON records the
-load average). Writes benchmarks/results/serve_load.json.
+load average). Each save sends If-Match (the server refuses blind overwrites). The previous run's
+concurrency table is kept under ``previous`` for comparison. Writes benchmarks/results/serve_load.json.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import httpx
 
-from radscribe.data.manifest import atomic_write
+from provenance import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = sorted((ROOT / "src/radscribe/samples/cadma/valid/images").glob("*.jpg"))[0]
@@ -55,7 +56,7 @@ def start(data_dir: Path, model: str, queue_size: int) -> tuple[subprocess.Popen
     began = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    while time.perf_counter() - began < 120:
+    while time.perf_counter() - began < 600:  # a busy shared machine imports torch slowly
         if process.poll() is not None:
             raise RuntimeError(process.stderr.read().decode()[-2000:])
         try:
@@ -64,7 +65,7 @@ def start(data_dir: Path, model: str, queue_size: int) -> tuple[subprocess.Popen
         except httpx.HTTPError:
             time.sleep(0.2)
     process.kill()
-    raise RuntimeError("server did not start in 120 s")
+    raise RuntimeError("server did not start in 600 s")
 
 
 def upload(base: str) -> str:
@@ -144,15 +145,18 @@ def kill_during_saves(model: str, writers: int = 4, seconds: float = 3.0) -> dic
         stop = threading.Event()
 
         def writer(study_id: str) -> None:
+            etag = '"0"'
             with httpx.Client(timeout=10) as client:
                 number = 0
                 while not stop.is_set():
                     text = f"save {number}"
                     try:
-                        response = client.put(f"{base}/api/studies/{study_id}/report", json={"fields": {}, "impression": text})
+                        response = client.put(f"{base}/api/studies/{study_id}/report", json={"fields": {}, "impression": text},
+                                              headers={"If-Match": etag})
                     except httpx.HTTPError:
                         return
                     if response.status_code == 200:
+                        etag = response.headers["etag"]
                         acknowledged.append((study_id, text))
                     number += 1
 
@@ -196,6 +200,7 @@ def main() -> None:
             process.kill()
             process.wait()
     durability = kill_during_saves(args.model)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     result = {
         "benchmark": "serve_load",
         "model": args.model or "embedded default model (radscribe-tiny-2026.11)",
@@ -207,11 +212,9 @@ def main() -> None:
         "kill9_during_saves": durability,
         "machine": {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
                     "note": "shared CPU machine (other jobs running); one model worker thread"},
+        "previous": {key: previous.get(key) for key in ("concurrency", "burst", "machine")} if previous else None,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(RESULTS) as handle:
-        json.dump(result, handle, indent=1)
-    print(f"wrote {RESULTS}")
+    write_result("serve_load", result)
 
 
 if __name__ == "__main__":

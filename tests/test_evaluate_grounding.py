@@ -9,15 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from radscribe.evaluate.grounding import (
-    GroundingScorer,
-    box_giou,
-    box_iou,
-    g_iou,
-    iou_matrix,
-    match_at_threshold,
-    radfact_box_precision,
-)
+from radscribe.evaluate.grounding import GroundingScorer, g_iou, radfact_box_precision
+from radscribe.grounding.matching import box_giou, box_iou, iou_matrix, match_at_threshold
 from radscribe.types import Box
 
 

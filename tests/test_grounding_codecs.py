@@ -15,10 +15,11 @@ from radscribe.grounding import (
     create_codec,
     list_codecs,
     smart_resize,
+    square_padding,
 )
 from radscribe.types import Box
 
-ALL = ("maira2", "paligemma", "qwen2-vl", "qwen2.5-vl", "radgrounder", "radscribe")
+ALL = ("maira2", "medgemma", "paligemma", "qwen2-vl", "qwen2.5-vl", "radgrounder", "radscribe")
 
 
 def test_registry_lists_every_backbone_format() -> None:
@@ -125,7 +126,7 @@ def test_programming_errors_raise(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "phrase"),
     [("paligemma", "a ; b"), ("radgrounder", "a</p>"), ("qwen2-vl", "<|box_end|>"), ("qwen2.5-vl", "{x}"),
-     ("maira2", "a</obj>"), ("radscribe", "a<loc_3>")],
+     ("maira2", "a</obj>"), ("medgemma", "{x}"), ("radscribe", "a<loc_3>")],
 )
 def test_phrases_that_would_break_the_format_are_refused(name: str, phrase: str) -> None:
     with pytest.raises(ValueError, match="reserves"):
@@ -194,6 +195,17 @@ def test_qwen25_uses_pixels_of_the_resized_input() -> None:
     assert small.input_size((1024, 1024)) == (980, 980)
 
 
+def test_medgemma_reference_example_is_y_first_per_mille_of_the_padded_square() -> None:
+    codec = create_codec("medgemma")
+    # A tall 200 x 400 film sits in a 400 x 400 square with 100 px of padding left and right.
+    assert square_padding((200, 400)) == (400, 100, 0)
+    text = codec.encode(Box("spine", 0.0, 0.25, 1.0, 0.75), (200, 400))
+    assert json.loads(text) == [{"box_2d": [250, 250, 750, 750], "label": "spine"}]
+    fenced = 'The lumbar spine:\n```json\n[{"box_2d": [250, 0, 750, 1000], "label": "spine"}]\n```'
+    (box,) = create_codec("medgemma").decode(fenced, (200, 400)).boxes  # reaches into the padding: clipped
+    assert (box.x_min, box.y_min, box.x_max, box.y_max) == (0.0, 0.25, 1.0, 0.75)
+
+
 def test_maira2_reference_example_decodes_bin_centres_on_the_centre_square() -> None:
     codec = create_codec("maira2")
     text = "<obj>grounded phrase <box><x55><y45><x70><y56></box></obj><obj>ungrounded phrase</obj>"
@@ -237,6 +249,9 @@ MALFORMED = [
     ("maira2", "<obj>a <box><x1><y2><x3></box></obj>", "expected <xNN><yNN><xNN><yNN>"),
     ("maira2", "<obj>a <box><x1><y2><x300><y4></box></obj>", "above 99"),
     ("maira2", "<obj>a <box><x1><y2><x3><y4></box>", "not closed"),
+    ("medgemma", '[{"box_2d": [1, 2, 3], "label": "a"}]', "4 numbers"),
+    ("medgemma", '[{"box_2d": [1, 2, 3, 1001], "label": "a"}]', "outside 0..1000"),
+    ("medgemma", '[{"box_2d": [50, 2, 3, 4], "label": "a"}]', "min > max"),
     ("radscribe", "<box>a<loc_1><loc_2><loc_3></box>", "not a multiple of 4"),
     ("radscribe", "<box>a<loc_1><loc_2><loc_3><loc_999></box>", "above 255"),
     ("radscribe", "<box>a<loc_1><loc_2>x<loc_3><loc_4></box>", "text between"),

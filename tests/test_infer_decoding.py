@@ -20,7 +20,7 @@ from radscribe.data.importers.cadma import read_yolo_labels
 from radscribe.data.manifest import read_manifest, write_manifest
 from radscribe.grounding import create_codec
 from radscribe.infer import ConstraintLimits, TokenConstraint, Vocabulary, constrained_generate_kwargs, grounding_grammar, template_grammar
-from radscribe.infer.constrained import RowCursor
+from radscribe.infer.constraint import RowCursor
 from radscribe.infer.decoding import DraftMemory, generate_constrained
 from radscribe.infer.tokens import SpanTokenizer, token_texts
 from radscribe.models.radscribe_tiny import DEFAULT_TOKENIZER

@@ -86,7 +86,7 @@ def test_reporter_gives_valid_grounded_reports_and_per_file_errors(tiny, cadma_d
     assert "corrupt" in reasons["corrupt.jpg"]
     for result in results[0], results[3]:
         assert isinstance(result, ReportResult) and result.valid, result.issues
-        assert result.filled is not None and result.template == {"name": "spine-ap-alignment", "version": "1"}
+        assert result.filled is not None and result.template == {"name": "spine-ap-alignment", "version": "2"}
         assert result.crop is not None and result.model["version"].startswith("sha256:")
         vertebrae = [box for box in result.boxes if box.label == "vertebra"]
         assert 1 <= len(vertebrae) <= 3 and not result.box_errors
@@ -115,7 +115,8 @@ def test_written_outputs_and_fhir_diagnostic_report(tiny, cadma_dir, tmp_path):
     assert base64.b64decode(fhir["presentedForm"][0]["data"]).decode() == markdown
     assert fhir["presentedForm"][0]["contentType"] == "text/markdown"
     findings = result.findings()
-    assert len(fhir.get("contained", [])) == len(findings)
+    per_finding = [o for o in fhir.get("contained", []) if "[" in o["code"]["coding"][0]["code"]]
+    assert len(per_finding) == len(findings)  # one Observation per finding, besides one per filled field
     for observation, reference in zip(fhir.get("contained", []), fhir.get("result", [])):
         assert observation["resourceType"] == "Observation" and reference["reference"] == f"#{observation['id']}"
 
@@ -128,8 +129,10 @@ def test_fhir_contains_one_observation_per_finding():
     filled.set("alignment.curves", [GroundedFinding({"region": "lumbar", "angle": 12.0}, [Box("curve", 0.1, 0.2, 0.3, 0.4)])])
     result = ReportResult("x.png", "report", "", filled=filled, template={"name": "spine-ap-alignment", "version": "1"})
     fhir = diagnostic_report(result, "# md\n", "impression")
-    assert [o["id"] for o in fhir["contained"]] == ["finding-1"] and "lumbar" in fhir["contained"][0]["valueString"]
-    assert "0.1000" in fhir["contained"][0]["note"][0]["text"] and fhir["result"] == [{"reference": "#finding-1"}]
+    curve = next(o for o in fhir["contained"] if o["code"]["coding"][0]["code"] == "alignment.curves[0]")
+    assert {"valueString": "lumbar"}.items() <= next(c for c in curve["component"] if c["code"]["text"] == "Region").items()
+    assert "0.1000" in curve["note"][0]["text"] and {"reference": f"#{curve['id']}"} in fhir["result"]
+    assert fhir["conclusion"] == "impression"  # the impression is the conclusion, not an Observation
 
 
 def test_cli_report_continues_past_bad_files_and_exits_non_zero(tiny_folder, cadma_dir, tmp_path):
@@ -188,3 +191,19 @@ def test_the_readme_command_reports_a_bundled_film_with_the_embedded_model(tmp_p
     assert report["model"]["version"].startswith("sha256:") and report["rfi_crop"]["note"]  # RFI is off by default
     assert (folder / "report.md").read_text().startswith("# Spine AP alignment report")
     assert Image.open(folder / "overlay.png").size[0] > 0
+
+
+def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
+    """The README's five-line API example, executed verbatim on a bundled film."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len([line for line in code.splitlines() if line.strip()]) <= 6
+    sample = sorted((Path(__file__).resolve().parents[1] / "src/radscribe/samples/cadma/valid/images").glob("*.jpg"))[0]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spine.jpg").write_bytes(sample.read_bytes())
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the documented example is the test
+    result = namespace["result"]
+    assert result.valid and result.text.startswith("# Spine AP alignment report")
+    vertebrae = [box for box in result.boxes if box.label == "vertebra"]
+    assert len(vertebrae) == result.filled.sections["vertebrae"]["count"] >= 3

@@ -116,26 +116,33 @@ def test_dinov2_needs_a_local_folder(tmp_path):
 def test_the_vlm_encoder_grid_covers_the_image_not_the_letterbox_padding():
     from radscribe.models import create_model
 
-    model = create_model("radscribe-tiny-test")  # 64 px input, patch 16: a 4 x 4 grid
+    model = create_model("radscribe-tiny-test")  # 64 x 96 input, stride 16 pooled 2 x 1: a 2 x 6 token grid
     tall = Radiograph(np.random.default_rng(0).random((128, 40), dtype=np.float32), path="tall.png")
     grid = model_features(model)(tall)
-    assert isinstance(grid, FeatureGrid) and grid.features.shape[0] == 4 and grid.features.shape[1] < 4
+    assert isinstance(grid, FeatureGrid) and grid.features.shape[0] == 6
     x0, y0, x1, y1 = grid.extent
-    assert y0 == pytest.approx(0.0) and y1 == pytest.approx(1.0) and x0 <= 0.0 and x1 >= 1.0
+    assert y0 == pytest.approx(0.0) and y1 == pytest.approx(1.0) and x0 < 0.5 < x1
+    with pytest.raises(ValueError, match="finer RFI stride"):
+        model_features(model, stride=8)
 
 
-def test_a_finer_stride_interleaves_shifted_passes_of_the_same_encoder():
+def test_a_finer_stride_interleaves_shifted_passes_of_the_same_encoder(tmp_path):
     from radscribe.models import create_model
+    from radscribe.models.checkpoints import write_tiny_checkpoint
 
-    model = create_model("radscribe-tiny-test")  # 64 px input, patch 16
-    square = Radiograph(np.random.default_rng(1).random((64, 64), dtype=np.float32), path="square.png")
+    model = create_model(write_tiny_checkpoint("llava", tmp_path / "llava"), device="cpu")  # a square input
+    size, patch = model.vision_tower().config.image_size, model.vision_tower().config.patch_size
+    half = patch // 2
+    square = Radiograph(np.random.default_rng(1).random((size, size), dtype=np.float32), path="square.png")
     native = model_features(model)(square)
-    fine = model_features(model, stride=8)(square)
-    # Cell k of the fine grid is the patch at input pixel 8k; the 8th one would reach past the input.
-    assert native.features.shape[:2] == (4, 4) and fine.features.shape[:2] == (7, 7)
+    fine = model_features(model, stride=half)(square)
+    cells = size // patch
+    # Cell k of the fine grid is the patch at input pixel k * stride; the last one would reach past the input.
+    assert native.features.shape[:2] == (cells, cells) and fine.features.shape[:2] == (2 * cells - 1, 2 * cells - 1)
     np.testing.assert_allclose(fine.features[::2, ::2], native.features, atol=1e-4)  # the unshifted pass
-    assert not np.allclose(fine.features[1::2, 1::2], native.features[:3, :3], atol=1e-2)
-    # Each fine cell stands for the central 8 x 8 px of its patch: 4 px in from the patch's corner.
-    assert fine.extent == pytest.approx((4 / 64, 4 / 64, 60 / 64, 60 / 64))
+    assert not np.allclose(fine.features[1::2, 1::2], native.features[: cells - 1, : cells - 1], atol=1e-2)
+    # Each fine cell stands for the central stride x stride px of its patch: stride / 2 in from the patch's corner.
+    quarter = half / 2
+    assert fine.extent == pytest.approx((quarter / size, quarter / size, (size - quarter) / size, (size - quarter) / size))
     with pytest.raises(ValueError, match="divide"):
         model_features(model, stride=6)(square)

@@ -27,22 +27,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(data_dir: Path, port: int, model: str | None = "radscribe-tiny-test") -> subprocess.Popen:
-    """A real server process; ``model=None`` serves the embedded default model."""
+def start_server(data_dir: Path, port: int, model: str | None = "radscribe-tiny-test", token: str | None = None) -> subprocess.Popen:
+    """A real server process; ``model=None`` serves the embedded default model; ``token`` for a folder with accounts."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     command = [sys.executable, "-m", "radscribe.cli.main", "serve", *(["--model", model] if model else []),
                "--data-dir", str(data_dir), "--port", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
+    deadline = time.time() + 600  # a busy shared machine (or a niced test run) imports torch slowly
     while time.time() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited: {process.stdout.read().decode()[-2000:]}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/info", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/api/info", timeout=1, headers=headers).status_code == 200:
                 return process
         except httpx.HTTPError:
             time.sleep(0.2)
     process.kill()
-    raise RuntimeError("server did not start within 60 s")
+    raise RuntimeError("server did not start within 600 s")
 
 
 def test_sigkill_during_saves_loses_no_acknowledged_save(tmp_path):
@@ -58,17 +59,19 @@ def test_sigkill_during_saves_loses_no_acknowledged_save(tmp_path):
             studies.append(response.json()["id"])
 
         def writer(study_id: str) -> None:
+            etag = '"0"'
             with httpx.Client(timeout=10) as client:
                 for number in range(10_000):
                     impression = f"save {number} of {study_id}"
                     try:
-                        response = client.put(f"{base}/api/studies/{study_id}/report",
+                        response = client.put(f"{base}/api/studies/{study_id}/report", headers={"If-Match": etag},
                                               json={"fields": {"technique.projection": "AP"}, "impression": impression})
                     except httpx.HTTPError:
                         return  # the server is gone: this save was never acknowledged
                     if response.status_code != 200:
                         failures.append(response.text)
                         return
+                    etag = response.headers["etag"]
                     acknowledged.append((study_id, response.json()["version"], impression))
 
         threads = [threading.Thread(target=writer, args=(s,)) for s in studies]
@@ -112,8 +115,8 @@ def test_edit_log_is_append_only_and_images_are_content_addressed(tmp_path):
     with pytest.raises(ValueError):
         storage.images.path("../../etc/passwd")
     study = storage.create_study("spine-ap-alignment", [image.sha256])
-    first = storage.save_edit(study, "local", {"impression": "one"})
-    storage.save_edit(study, "local", {"impression": "two"})
+    first = storage.save_edit(study, "local", {"impression": "one"}, '"0"')
+    storage.save_edit(study, "local", {"impression": "two"}, first["etag"])
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         with storage.transaction() as db:
             db.execute("UPDATE edits SET document = '{}' WHERE id = ?", (first["edit_id"],))

@@ -16,7 +16,8 @@ from typer.testing import CliRunner  # noqa: E402
 
 from radscribe.annotate import analyze_spine, spine_template  # noqa: E402
 from radscribe.cli.main import app as cli  # noqa: E402
-from radscribe.serve import ServeSettings, Storage, create_app, design, load_plan  # noqa: E402
+from radscribe.serve import Accounts, ServeSettings, Storage, create_app, design, load_plan  # noqa: E402
+from radscribe.serve.readerstudy import collect_reads  # noqa: E402
 from radscribe.serve.reports import from_filled  # noqa: E402
 from radscribe.templates import FilledTemplate, load_template, render  # noqa: E402
 from radscribe.types import Box  # noqa: E402
@@ -82,8 +83,8 @@ def test_session_two_waits_for_the_washout(tmp_path):
     assert "complete" in plan.locked_reason(storage, "alice", 2)
     for row in storage.studies("alice"):
         if row["session"] == 1:
-            edit = storage.save_edit(row["id"], "reader:alice", {"impression": "x"})
-            storage.sign(row["id"], "reader:alice", edit["edit_id"], edit["sha256"])
+            edit = storage.save_edit(row["id"], "alice", {"impression": "x"}, '"0"')
+            storage.sign(row["id"], "alice", edit["etag"])
     assert "washout" in plan.locked_reason(storage, "alice", 2)
     now[0] += 28 * 86_400 + 1
     assert plan.locked_reason(storage, "alice", 2) is None
@@ -95,33 +96,45 @@ def test_reader_study_end_to_end(tmp_path, reporter):
     runner = CliRunner()
     created = runner.invoke(cli, ["study", "create", str(write_definition(tmp_path, 0)), "--out", str(tmp_path / "study")])
     assert created.exit_code == 0, created.output
-    tokens = dict(line.split("\t") for line in (tmp_path / "study" / "reader-tokens.txt").read_text().splitlines())
-    assert set(tokens) == {"alice", "bob"}
+    accounts_file = tmp_path / "study" / "reader-accounts.txt"
+    passwords = dict(line.split("\t") for line in accounts_file.read_text().splitlines())
+    assert set(passwords) == {"alice", "bob"} and accounts_file.stat().st_mode & 0o077 == 0
     plan = load_plan(tmp_path / "study")
-    assert all(token not in json.dumps(plan.to_dict()) for token in tokens.values())  # only hashes are kept
+    database = (tmp_path / "study" / "radscribe.db").read_bytes()
+    assert all(p not in json.dumps(plan.to_dict()) and p.encode() not in database for p in passwords.values())  # only argon2 hashes
 
-    client = TestClient(create_app(ServeSettings(data_dir=tmp_path / "study"), reporter=reporter))
-    assert client.get("/api/studies").status_code == 401  # study mode: a reader token is always needed
-    headers = {name: {"X-Radscribe-Token": token} for name, token in tokens.items()}
-    worklists = {name: client.get("/api/studies", headers=headers[name]).json() for name in tokens}
+    storage = Storage(tmp_path / "study")
+    accounts = Accounts(storage)
+    accounts.add("olga", "organiser", "organiser-password")
+    tokens = {name: accounts.issue(name, "api", 3600) for name in ("alice", "bob", "olga")}
+    storage.close()
+    client = TestClient(create_app(ServeSettings(data_dir=tmp_path / "study"), reporter=reporter), base_url="http://127.0.0.1:8000")
+    assert client.get("/api/studies").status_code == 401  # study mode: readers always sign in
+    login = client.post("/api/session", json={"name": "alice", "password": passwords["alice"]}, headers={"Origin": "http://127.0.0.1:8000"})
+    assert login.status_code == 200 and login.json()["role"] == "reader"
+    client.cookies.clear()
+    headers = {name: {"Authorization": f"Bearer {token}"} for name, token in tokens.items()}
+    worklists = {name: client.get("/api/studies", headers=headers[name]).json()["items"] for name in ("alice", "bob")}
     template = load_template("spine-ap-alignment")
     references = {case: plan.references[case] for case in plan.references}
     drafted = False
     for reader, worklist in worklists.items():
-        assert len(worklist) == 6 and all("case_id" not in row and "reader" not in row for row in worklist)
+        assert len(worklist) == 6 and all(row["case_id"] is None and row["reader"] is None for row in worklist)  # blinded
         assert [row["locked"] is not None for row in worklist] == [False] * 3 + [True] * 3
-        other = next(name for name in tokens if name != reader)
+        other = next(name for name in worklists if name != reader)
         foreign = worklists[other][0]["id"]
         assert client.get(f"/api/studies/{foreign}", headers=headers[reader]).status_code == 404
         assert client.get(f"/api/studies/{foreign}/export", headers=headers[reader]).status_code == 404
         assert client.post("/api/studies", headers=headers[reader],
                            files=[("files", ("a.jpg", (SAMPLES / "images").glob("*.jpg").__next__().read_bytes()))]).status_code == 403
         locked = worklist[3]["id"]
-        assert client.post(f"/api/studies/{locked}/open", headers=headers[reader]).status_code == 403
+        assert client.get(f"/api/studies/{locked}/images/0.png", headers=headers[reader]).status_code == 403
         for session in (1, 2):
             for row in [r for r in worklist if r["session"] == session]:
                 study_id = row["id"]
-                assert client.post(f"/api/studies/{study_id}/open", headers=headers[reader]).status_code == 200
+                # The organiser looking first does not start the reader's clock; the first image sent to the reader does.
+                assert client.get(f"/api/studies/{study_id}/images/0.png", headers=headers["olga"]).status_code == 200
+                assert client.get(f"/api/studies/{study_id}/images/0.png", headers=headers[reader]).status_code == 200
                 case = next(a["case_id"] for a in plan.assignments if a["study_id"] == study_id)
                 if row["arm"] == "unassisted":
                     assert client.post(f"/api/studies/{study_id}/draft", headers=headers[reader]).status_code == 403
@@ -133,10 +146,21 @@ def test_reader_study_end_to_end(tmp_path, reporter):
                         assert response.status_code == 200 and response.json()["boxes"]
                         drafted = True
                     document = from_filled(FilledTemplate.from_dict(references[case]), template, [])
-                saved = client.put(f"/api/studies/{study_id}/report", json=document, headers=headers[reader])
+                saved = client.put(f"/api/studies/{study_id}/report", json=document, headers={**headers[reader], "If-Match": '"0"'})
                 assert saved.status_code == 200, saved.text
-                signed = client.post(f"/api/studies/{study_id}/sign", json={"signer": "someone else"}, headers=headers[reader])
-                assert signed.status_code == 200 and signed.json()["signer"] == f"reader:{reader}"
+                signed = client.post(f"/api/studies/{study_id}/sign", json={"signer": "someone else"},
+                                     headers={**headers[reader], "If-Match": saved.headers["etag"]})
+                assert signed.status_code == 200 and signed.json()["signer"] == reader
+
+    client.app.state.workstation.close()
+    storage = Storage(tmp_path / "study")
+    _, reads, _ = collect_reads(tmp_path / "study")
+    for read in reads:  # each read is timed from the reader's own first view, never from the organiser's
+        row = next(r for r in plan.assignments if (r["reader"], r["case_id"], r["arm"]) == (read.reader, read.case_id, read.arm))
+        views = {entry["actor"]: entry["at"] for entry in reversed(storage.audit_log(row["study_id"])) if entry["action"] == "view-image"}
+        signed_at = storage.signature(row["study_id"])["signed_at"]
+        assert read.seconds == pytest.approx(signed_at - views[read.reader]) and read.seconds < signed_at - views["olga"]
+    storage.close()
 
     analyzed = runner.invoke(cli, ["study", "analyze", str(tmp_path / "study"), "--resamples", "200"])
     assert analyzed.exit_code == 0, analyzed.output

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from radscribe.train import ConfigError, load_config
+from radscribe.train.config import recipe_kind
+from radscribe.train.detector import load_detector_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,9 +87,23 @@ stages:
 def test_the_shipped_recipes_load():
     recipes = sorted((REPO / "configs").glob("*.yaml"))
     assert recipes, "configs/*.yaml: the repository ships training recipes"
+    kinds = {path.name: recipe_kind(path) for path in recipes}
+    assert set(kinds.values()) == {"vlm", "detector"}
     for path in recipes:
-        config = load_config(path)
-        assert config.resolved_stages()
+        if kinds[path.name] == "detector":
+            recipe = load_detector_recipe(path)
+            assert recipe.optim.max_steps > 0 and recipe.data.train
+        else:
+            assert load_config(path).resolved_stages()
+
+
+def test_detector_recipes_name_the_file_and_key_of_a_mistake(tmp_path):
+    with pytest.raises(ConfigError, match="key 'augment.rotat'"):
+        load_detector_recipe(write(tmp_path, "kind: detector\ndata: {train: [m.jsonl]}\naugment: {rotat: 5}\n"))
+    with pytest.raises(ConfigError, match="key 'model'.*input_size"):
+        load_detector_recipe(write(tmp_path, "kind: detector\ndata: {train: [m.jsonl]}\nmodel: {input_size: [250, 416]}\n"))
+    with pytest.raises(ConfigError, match="key 'kind': one of vlm, detector"):
+        recipe_kind(write(tmp_path, "kind: segmenter\n"))
 
 
 def test_a_misspelt_generation_metric_fails_at_load(tmp_path):

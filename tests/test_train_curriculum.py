@@ -111,5 +111,21 @@ def test_ablation_trains_each_setting_and_tabulates_validation(tmp_path):
     assert [r["setting"] for r in rows] == ["pair", "all-no-mem"]
     assert all(r["steps"] == 12 and r["valid"]["loss"] > 0 for r in rows)
     table = (tmp_path / "ablate" / "ablation.md").read_text()
-    assert "| pair | pair:12 | 4 |" in table and "| all-no-mem |" in table
+    assert "| pair | pair:12 | 4 | - |" in table and "| all-no-mem |" in table
     assert json.loads((tmp_path / "ablate" / "ablation.json").read_text()) == rows
+
+
+def test_an_ablation_setting_can_change_any_recipe_key():
+    config = curriculum(ablation=[{"name": "slow", "set": ["optim.lr=0.001", "model.overrides.vision={pretrained: false}"]}])
+    derived = setting_config(config, ablation_settings(config)[0])
+    assert derived.optim.lr == 0.001 and derived.model.overrides == {"vision": {"pretrained": False}}
+    assert sum(stage.steps for stage in derived.stages) == 12
+    with pytest.raises(ValueError, match=r"ablation\[0\]\.set"):
+        curriculum(ablation=[{"name": "bad", "set": ["optim.lr"]}])
+
+
+def test_model_overrides_merge_into_the_architecture_sections():
+    from radscribe.models import load_config
+
+    config = load_config("radscribe-tiny-test").replace(vision={"frozen_stages": 2})
+    assert config.vision["frozen_stages"] == 2 and config.vision["backbone"] == "efficientnet-lite0"

@@ -97,3 +97,31 @@ def test_frozen_vision_stays_unchanged(tmp_path):
     trained = parameters(result.final_model)
     torch.testing.assert_close(trained["vision.weight"], initial, rtol=0, atol=0)
     assert not torch.equal(trained["head.weight"], TinyVLM().head.weight)
+
+
+def test_the_trainer_samples_tasks_by_radgrounder_dynamic_sampling(tmp_path):
+    datasets = make_datasets(tmp_path / "data")
+    sizes = {task: len(examples) for task, examples in datasets.train.by_task().items()}
+    config = recipe(optim={"max_steps": 2}, data={"tasks": {"report": 2.0, "region": 1.0}, "temperature": 2.0})
+    train(config, tmp_path / "run", model_factory=tiny_factory, datasets=datasets)
+
+    stage = next(json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if '"stage"' in l)
+    mass = {task: (weight * sizes[task]) ** (1 / 2.0) for task, weight in {"report": 2.0, "region": 1.0}.items()}
+    assert stage["tasks"] == pytest.approx({task: value / sum(mass.values()) for task, value in mass.items()})
+    state = torch.load(list_checkpoints(tmp_path / "run")[-1] / "state.pt", weights_only=False)
+    assert state["mixture"]["drawn"] == 2 * 4  # TaskMixture's resumable state: two steps of four examples
+
+
+def test_in_training_generation_uses_the_training_prompt_with_its_task(tmp_path, monkeypatch):
+    datasets = make_datasets(tmp_path / "data")
+    seen: list[list[str]] = []
+    original = TinyVLM.generate
+
+    def recording(self, images, prompts, max_new_tokens=8, tasks=None, **kwargs):
+        seen.append(list(tasks) if tasks is not None else [])
+        return original(self, images, prompts, max_new_tokens)
+
+    monkeypatch.setattr(TinyVLM, "generate", recording)
+    config = recipe(optim={"max_steps": 4}, eval={"every": 4, "generation": {"metrics": ["bleu"], "max_examples": 4}})
+    train(config, tmp_path / "run", model_factory=tiny_factory, datasets=datasets)
+    assert seen and all(tasks and set(tasks) <= {"report", "region"} for tasks in seen)

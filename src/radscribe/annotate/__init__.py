@@ -18,6 +18,7 @@ from radscribe.annotate.pipeline import (
 from radscribe.annotate.spine import (
     ANGLE_METHOD,
     LEVEL_NAMES,
+    MIN_VERTEBRAE,
     Curve,
     SpineGeometry,
     SpineGeometryError,
@@ -26,9 +27,18 @@ from radscribe.annotate.spine import (
     region_of,
     severity_of,
 )
-from radscribe.annotate.spine_report import DERIVED_SOURCE, SPINE_TEMPLATE, spine_boxes, spine_template
+from radscribe.annotate.spine_report import (
+    DERIVED_SOURCE,
+    NOT_ASSESSED,
+    SPINE_TEMPLATE,
+    no_spine_template,
+    spine_boxes,
+    spine_report_from_boxes,
+    spine_template,
+)
 
 __all__ = [
+    "MIN_VERTEBRAE",
     "ANGLE_METHOD",
     "CHEST_TEMPLATE",
     "DERIVED_SOURCE",
@@ -53,4 +63,7 @@ __all__ = [
     "severity_of",
     "spine_boxes",
     "spine_template",
+    "spine_report_from_boxes",
+    "no_spine_template",
+    "NOT_ASSESSED",
 ]

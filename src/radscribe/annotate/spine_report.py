@@ -2,12 +2,42 @@
 
 from __future__ import annotations
 
-from radscribe.annotate.spine import ANGLE_METHOD, SpineGeometry, describe_curve
+from collections.abc import Sequence
+
+from radscribe.annotate.spine import ANGLE_METHOD, MIN_VERTEBRAE, SpineGeometry, SpineGeometryError, analyze_spine, describe_curve
 from radscribe.templates import FilledTemplate, GroundedFinding, load_template
 from radscribe.types import Box
 
 SPINE_TEMPLATE = "spine-ap-alignment"
 DERIVED_SOURCE = "spine-geometry"
+NOT_ASSESSED = "not assessed"
+NO_SPINE_IMPRESSION = (
+    "No vertebral column was identified on this image (fewer than {minimum} vertebrae found); spine alignment not assessed."
+)
+
+
+def spine_report_from_boxes(
+    vertebrae: Sequence[Box], image_size: tuple[int, int], projection: str = NOT_ASSESSED
+) -> tuple[FilledTemplate, SpineGeometry | None]:
+    """The report a reader derives from vertebra boxes: every field computed from them, so none can
+    contradict them. Fewer than three vertebrae (no centre line) give a report that says no spine was found."""
+    try:
+        geometry = analyze_spine(vertebrae, image_size)
+    except SpineGeometryError:
+        return no_spine_template(len(vertebrae), projection), None
+    return spine_template(geometry, projection=projection), geometry
+
+
+def no_spine_template(count: int, projection: str = NOT_ASSESSED) -> FilledTemplate:
+    filled = load_template(SPINE_TEMPLATE).blank()
+    filled.set("technique.projection", projection)
+    filled.set("vertebrae.count", count)
+    filled.set("vertebrae.levels", NOT_ASSESSED)
+    filled.set("alignment.alignment", NOT_ASSESSED)
+    filled.set("alignment.severity", NOT_ASSESSED)
+    filled.set("alignment.curves", [])
+    filled.set("impression.text", NO_SPINE_IMPRESSION.format(minimum=MIN_VERTEBRAE))
+    return filled
 
 
 def spine_template(geometry: SpineGeometry, projection: str = "AP", image: int = 0) -> FilledTemplate:

@@ -43,22 +43,61 @@ def _print_summary(summary, out: Path) -> None:
 
 @annotate_app.command("spine")
 def spine_command(
-    manifest: Path = typer.Argument(..., help="Manifest with vertebra boxes (e.g. from `radscribe data import cadma`)."),
+    inputs: list[Path] = typer.Argument(..., help="A manifest with vertebra boxes (e.g. from `radscribe data import cadma`); "
+                                        "with --detect, image files or folders instead."),
     out: Path = typer.Option(..., "--out", "-o", help="Annotated manifest to write."),
     overlays: Path = typer.Option(None, "--overlays", help="Folder for one review PNG per study."),
     level_anchor: str = typer.Option("bottom-L5", "--level-anchor", help="Level estimate: 'bottom-L5' or 'top-T1'."),
+    detect: bool = typer.Option(False, "--detect", help="Propose the vertebra boxes with the detector (films without boxes)."),
+    detector: Path = typer.Option(None, "--detector", help="Saved detector folder (default: the one shipped with the embedded model)."),
 ) -> None:
-    """Spine alignment (centre-line Cobb proxy, estimated levels) -> spine-ap-alignment template."""
+    """Spine alignment (centre-line Cobb proxy, estimated levels) -> spine-ap-alignment template.
+
+    With --detect, the vertebra detector proposes the boxes first (SpineVLM's AI-assisted annotation):
+    every study is marked needs_review for a radiologist to correct; the run resumes if stopped.
+    """
     from radscribe.annotate import annotate_spine_manifest
 
     if level_anchor not in ("bottom-L5", "top-T1"):
         fail(f"--level-anchor: expected 'bottom-L5' or 'top-T1', got '{level_anchor}'")
+    if detect:
+        _propose_spines(inputs, out, overlays, detector)
+        return
+    if len(inputs) != 1:
+        fail(f"give one manifest (got {len(inputs)} paths); to annotate image files, add --detect")
+    manifest = inputs[0]
     summary = _run(
         annotate_spine_manifest, manifest, out, overlays, level_anchor=level_anchor, progress=_bar("annotating spines")
     )
     _print_summary(summary, out)
     distribution = ", ".join(f"{name} {summary.severity.get(name, 0)}" for name in ("none", "mild", "moderate", "severe"))
     console.print(f"overall severity: {distribution}", highlight=False)
+
+
+def _propose_spines(inputs: list[Path], out: Path, overlays: Path | None, detector_path: Path | None) -> None:
+    from radscribe.infer import collect_images
+    from radscribe.infer.loading import load_detector
+    from radscribe.infer.proposals import propose_spine_manifest
+    from radscribe.models.detector import BoxDetector
+
+    images = collect_images(inputs)
+    if not images:
+        fail("no images found in the given paths (image extensions: png, jpg, jpeg, tif, tiff, bmp, dcm)")
+    try:
+        detector = BoxDetector.from_pretrained(detector_path) if detector_path is not None else load_detector(None)
+    except (FileNotFoundError, ValueError) as error:
+        fail(f"cannot load the detector: {error}")
+    if detector is None:
+        fail("no detector: the embedded model ships none in this installation; pass --detector FOLDER")
+    summary = propose_spine_manifest(images, out, detector, overlays_dir=overlays, progress=_bar("detecting vertebrae"))
+    console.print(
+        f"{summary.proposed} of {summary.images} images got proposed vertebrae and a derived template, "
+        f"{summary.without_spine} had fewer than 3 vertebrae, {summary.resumed} were done by an earlier run, "
+        f"{len(summary.failed)} failed -> {out} (every study marked needs_review)",
+        highlight=False,
+    )
+    for image, reason in summary.failed[:10]:
+        console.print(f"  failed {image}: {reason}", highlight=False)
 
 
 @annotate_app.command("chest")

@@ -12,8 +12,9 @@ import importlib
 import typer
 
 from radscribe import __version__
+from radscribe.cli.common import setup_logging
 
-COMMAND_MODULES = ("data", "template", "label", "annotate", "evaluate", "train", "report", "serve")
+COMMAND_MODULES = ("data", "template", "label", "annotate", "evaluate", "train", "plan", "report", "serve")
 
 app = typer.Typer(
     name="radscribe",
@@ -35,6 +36,7 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """radscribe: grounded, structured radiology report generation with vision-language models."""
+    setup_logging()
 
 
 for _module in COMMAND_MODULES:

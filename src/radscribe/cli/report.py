@@ -2,7 +2,8 @@
 
 Exit status: 0 when every image got a result, 1 when any input failed (each failure is printed with
 its reason and listed in ``summary.json``; the other images are still reported), 2 for bad usage
-(no model available, unknown template...).
+(no model available, unknown template...). ``summary.json`` is always written: after every batch, so
+an interrupted run leaves one too (``"complete": false``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import typer
 from radscribe.cli.common import console, fail, progress
 
 TASK_CHOICES = ("report", "vqa", "ground")
+FRAME_CHOICES = ("first", "middle", "all")  # radscribe.data.images.FRAME_RULES, kept here so --help imports nothing heavy
 
 
 def register(app: typer.Typer) -> None:
@@ -40,33 +42,50 @@ def report(
     rfi_debug: bool = typer.Option(False, "--rfi-debug", help="Use RFI and also write rfi.png (PCA map, mask, crop) per image."),
     unconstrained: bool = typer.Option(False, "--unconstrained", help="Free generation (no template constraint), for comparison."),
     fhir: bool = typer.Option(False, "--fhir", help="Also write fhir.json (FHIR R4 DiagnosticReport, status preliminary)."),
+    frames: str = typer.Option(
+        "first", "--frames",
+        help="Multi-frame images (DICOM cine, enhanced objects, multi-page TIFF): report on the first frame, the "
+        "middle one, or all (one report per frame, folders <name>-frame<N>).",
+    ),
 ) -> None:
     """Write report.md, report.json and overlay.png per image (see --help for the options)."""
     if task not in TASK_CHOICES:
         fail(f"--task must be one of {', '.join(TASK_CHOICES)}, got {task!r}", 2)
     if task in ("vqa", "ground") and not (question or "").strip():
         fail(f"--task {task} needs --question ({'the question' if task == 'vqa' else 'the phrase to locate'})", 2)
+    if frames not in FRAME_CHOICES:
+        fail(f"--frames must be one of {', '.join(FRAME_CHOICES)}, got {frames!r}", 2)
+    if task == "vqa" and frames == "all":
+        fail("--task vqa answers about one image: use --frames first or --frames middle", 2)
     paths = _collect(images)
-    reporter = _reporter(model, template, task, question, batch_size, rfi or rfi_debug, rfi_encoder, rfi_debug, unconstrained)
+    reporter = _reporter(model, template, task, question, batch_size, rfi or rfi_debug, rfi_encoder, rfi_debug, unconstrained, frames)
     from radscribe.infer import ReportError, write_result
 
     failures: list[dict[str, str]] = []
     written = 0
     names: dict[str, int] = {}
     batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
-    for batch in progress(batches, f"{task} ({len(paths)} images)", total=len(batches)):
-        if task == "vqa":
-            results = [reporter.ask(path, question) for path in batch]
-        else:
-            results = reporter.report(batch, task="ground" if task == "ground" else "report")
-        for path, result in zip(batch, results):
-            if isinstance(result, ReportError):
+    complete = False
+    try:
+        for batch in progress(batches, f"{task} ({len(paths)} images)", total=len(batches)):
+            if task == "vqa":
+                results = [reporter.ask(path, question) for path in batch]
+            else:
+                results = reporter.report(batch, task="ground" if task == "ground" else "report")
+            for result in results:
+                if not isinstance(result, ReportError):
+                    try:
+                        write_result(result, out / _folder_name(result, names), fhir=fhir, rfi_debug=rfi_debug)
+                        written += 1
+                        continue
+                    except Exception as error:  # a disk or drawing failure loses this image's files only
+                        result = ReportError.unexpected(result.image, "write", error)
                 failures.append(result.to_dict())
-                console.print(f"[red]failed[/] {result.image}: {result.reason}", highlight=False)
-                continue
-            write_result(result, out / _folder_name(path, names), fhir=fhir, rfi_debug=rfi_debug)
-            written += 1
-    _summary(out, len(paths), written, failures)
+                console.print(f"[red]failed[/] {result.image} ({result.stage}, {result.code}): {result.reason}", highlight=False)
+            _summary(out, len(paths), written, failures, frames, complete=False)
+        complete = True
+    finally:
+        _summary(out, len(paths), written, failures, frames, complete=complete, final=True)
     if failures:
         raise typer.Exit(1)
 
@@ -98,35 +117,48 @@ def _collect(images: list[Path]) -> list[Path]:
     return paths
 
 
-def _reporter(model, template, task, question, batch_size, use_rfi, rfi_encoder, rfi_debug, unconstrained):
-    from radscribe.infer import ModelNotAvailable, Reporter, RFIConfig, load_model
+def _reporter(model, template, task, question, batch_size, use_rfi, rfi_encoder, rfi_debug, unconstrained, frames="first"):
+    from radscribe.infer import ModelNotAvailable, Reporter, RFIConfig
 
-    try:
-        loaded, description = load_model(model)
-    except ModelNotAvailable as error:
-        fail(str(error), 2)
-    except (FileNotFoundError, ValueError, KeyError) as error:
-        fail(f"cannot load model {model!r}: {error}", 2)
-    console.print(f"model: {description}", highlight=False)
     try:
         rfi = RFIConfig(encoder=rfi_encoder, debug=rfi_debug) if use_rfi else None
         ground = [question.strip()] if task == "ground" else None
-        return Reporter(loaded, template, rfi=rfi, constrained=not unconstrained, ground=ground, batch_size=batch_size)
+        reporter = Reporter.from_pretrained(
+            model, template=template, rfi=rfi, constrained=not unconstrained, ground=ground, batch_size=batch_size, frames=frames
+        )
+    except ModelNotAvailable as error:
+        fail(str(error), 2)
     except (FileNotFoundError, KeyError, ValueError) as error:
-        fail(str(error).strip("'\""), 2)
+        fail(f"cannot load model {model or '(the embedded one)'!r} or set up its reporter: {str(error).strip(chr(39) + chr(34))}", 2)
+    console.print(f"model: {reporter.description}", highlight=False)
+    if reporter.detector is not None:
+        console.print(f"detector: {reporter.detector.config.name} (saved with the model; its boxes go into the grounding prompt)", highlight=False)
+    return reporter
 
 
-def _folder_name(path: Path, seen: dict[str, int]) -> str:
-    """The image's stem, numbered when two inputs share one."""
-    stem = path.stem or "image"
+def _folder_name(result, seen: dict[str, int]) -> str:
+    """The image's stem (plus ``-frame<N>``, 1-based, for a frame of a multi-frame file), numbered when two share one."""
+    stem = Path(result.image).stem or "image"
+    if result.frame is not None:
+        stem += f"-frame{result.frame + 1}"
     seen[stem] = seen.get(stem, 0) + 1
     return stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"
 
 
-def _summary(out: Path, total: int, written: int, failures: list[dict[str, str]]) -> None:
+def _summary(out: Path, total: int, written: int, failures: list[dict[str, str]], frames: str, complete: bool, final: bool = False) -> None:
+    """summary.json: inputs, reports written, failures with stage, code and reason, counts per code."""
     from radscribe.data.manifest import atomic_write
 
+    by_code: dict[str, int] = {}
+    for failure in failures:
+        by_code[failure["code"]] = by_code.get(failure["code"], 0) + 1
+    summary = {
+        "images": total, "frames": frames, "reported": written, "failed": len(failures), "complete": complete,
+        "failed_by_code": dict(sorted(by_code.items())), "failures": failures,
+    }
     with atomic_write(out / "summary.json") as handle:
-        json.dump({"images": total, "reported": written, "failed": len(failures), "failures": failures}, handle, indent=2)
-    colour = "green" if not failures else "yellow"
-    console.print(f"[{colour}]{written} of {total} images reported, {len(failures)} failed[/]; results in {out}", highlight=False)
+        json.dump(summary, handle, indent=2)
+    if final:
+        colour = "green" if not failures and complete else "yellow"
+        ending = "" if complete else " (interrupted: the summary covers what was done)"
+        console.print(f"[{colour}]{written} reported from {total} images, {len(failures)} failed[/]{ending}; results in {out}", highlight=False)

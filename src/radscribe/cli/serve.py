@@ -1,17 +1,31 @@
-"""`radscribe serve` (the reporting workstation) and `radscribe study create|analyze` (reader studies)."""
+"""`radscribe serve` (the reporting workstation), `radscribe serve user|export`, `radscribe study create|analyze`."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import typer
 
 from radscribe.cli.common import console, fail
 
+DATA_DIR_HELP = "The workstation's data folder (a reader-study folder runs the study)."
+
 
 def register(app: typer.Typer) -> None:
-    """Add ``serve`` and the ``study`` group to the root app."""
-    app.command("serve")(serve)
+    """Add the ``serve`` group (run, user, export) and the ``study`` group to the root app."""
+    serve_app = typer.Typer(help="The reporting workstation: run it, manage its accounts, export signed reports.",
+                            invoke_without_command=True)
+    serve_app.callback()(serve)
+    user = typer.Typer(help="Accounts: radiologist, reader, organiser, admin.", no_args_is_help=True)
+    user.command("add")(user_add)
+    user.command("list")(user_list)
+    user.command("disable")(user_disable)
+    user.command("token")(user_token)
+    serve_app.add_typer(user, name="user")
+    serve_app.command("export")(export_signed)
+    app.add_typer(serve_app, name="serve")
     study = typer.Typer(help="Reader studies: unassisted vs draft-assisted reporting (crossover, washout, blinded).", no_args_is_help=True)
     study.command("create")(study_create)
     study.command("analyze")(study_analyze)
@@ -19,24 +33,44 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(
-    host: str = typer.Option("127.0.0.1", help="Interface to bind; anything but loopback needs --token (or --insecure)."),
+    context: typer.Context,
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; anything but loopback needs accounts and TLS."),
     port: int = typer.Option(8000, help="TCP port."),
     model: str = typer.Option(None, help="Model: registered name or local folder (default: the embedded model)."),
-    data_dir: Path = typer.Option(Path("radscribe-data"), help="Studies, reports and images live here (a reader-study folder runs the study)."),
-    token: str = typer.Option(None, envvar="RADSCRIBE_TOKEN", help="Require this token on every request (header, or open /?token=...)."),
-    insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback bind without a token."),
+    data_dir: Path = typer.Option(Path("radscribe-data"), help=DATA_DIR_HELP),
+    allowed_host: list[str] = typer.Option([], "--allowed-host", help="A Host name the server answers to besides loopback and --host (repeatable)."),
+    ssl_certfile: Path = typer.Option(None, help="TLS certificate (PEM): serve HTTPS, session cookies Secure."),
+    ssl_keyfile: Path = typer.Option(None, help="TLS private key (PEM)."),
+    insecure_http: bool = typer.Option(False, "--insecure-http", help="Allow a non-loopback bind over plain HTTP (behind a TLS proxy)."),
     template: str = typer.Option(None, help="Template the model reports in (default: the reporter's)."),
     queue_size: int = typer.Option(8, min=1, help="Model requests allowed to wait before answering 503."),
-    max_upload_mb: float = typer.Option(50.0, min=0.001, help="Upload size limit in MB."),
+    max_upload_mb: float = typer.Option(50.0, min=0.001, help="Size limit of one upload request (all files) in MB."),
+    decoder_memory_mb: int = typer.Option(1024, min=64, help="Memory cap of the image decoder process in MB."),
+    cache_mb: int = typer.Option(512, min=16, help="Decoded images kept in memory, in MB."),
     rfi: bool = typer.Option(False, "--rfi", help="Region-focused inference (crop to the spine) in drafts."),
 ) -> None:
-    """Run the reporting workstation: REST API (/docs) and the page (/)."""
-    from radscribe.serve.settings import ServeSettings, check_bind
+    """Run the reporting workstation: the page (/) and the REST API (/openapi.json).
 
-    settings = ServeSettings(host=host, port=port, model=model, data_dir=data_dir, token=token, insecure=insecure,
-                             template=template, queue_size=queue_size, max_upload_bytes=int(max_upload_mb * 1024 * 1024), rfi=rfi)
+    With no account in the data folder it runs in single-user local mode on loopback; add accounts
+    with `radscribe serve user add` and everyone signs in.
+    """
+    if context.invoked_subcommand is not None:
+        return
+    from radscribe.serve.accounts import Accounts
+    from radscribe.serve.settings import ServeSettings, check_bind
+    from radscribe.serve.storage import Storage
+
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        fail("--ssl-certfile and --ssl-keyfile go together")
+    settings = ServeSettings(host=host, port=port, model=model, data_dir=data_dir, allowed_hosts=list(allowed_host),
+                             tls=ssl_certfile is not None, insecure_http=insecure_http, template=template, queue_size=queue_size,
+                             max_upload_bytes=int(max_upload_mb * 1024 * 1024), decoder_memory_bytes=decoder_memory_mb * 1024 * 1024,
+                             cache_bytes=cache_mb * 1024 * 1024, rfi=rfi)
+    storage = Storage(data_dir)
+    has_accounts = Accounts(storage).any()
+    storage.close()
     try:
-        check_bind(settings)
+        check_bind(settings, has_accounts)
     except ValueError as error:
         fail(str(error))
     import uvicorn
@@ -48,26 +82,104 @@ def serve(
         app = create_app(settings)
     except (ModelNotAvailable, FileNotFoundError, ValueError) as error:
         fail(str(error))
-    where = f"http://{host}:{port}/"
-    console.print(f"radscribe workstation on {where}" + (" (open it with ?token=YOUR_TOKEN once)" if token else ""))
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    scheme = "https" if settings.tls else "http"
+    mode = "accounts: sign in" if has_accounts else "single-user local mode (no accounts)"
+    console.print(f"radscribe workstation on {scheme}://{host}:{port}/ ({mode})", highlight=False)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5,
+                ssl_certfile=str(ssl_certfile) if ssl_certfile else None, ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
+
+
+def _accounts(data_dir: Path):
+    from radscribe.serve.accounts import Accounts
+    from radscribe.serve.storage import Storage
+
+    return Accounts(Storage(data_dir))
+
+
+def user_add(
+    name: str = typer.Argument(..., help="Account name (letters, digits, '.', '_', '@', '-')."),
+    role: str = typer.Option(..., help="radiologist, reader, organiser or admin."),
+    data_dir: Path = typer.Option(Path("radscribe-data"), help=DATA_DIR_HELP),
+    password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True, envvar="RADSCRIBE_PASSWORD",
+                                 help="At least 10 characters (prompted; or RADSCRIBE_PASSWORD)."),
+) -> None:
+    """Add an account. The first account ends single-user local mode: from then on everyone signs in."""
+    from radscribe.serve.accounts import AccountError
+
+    accounts = _accounts(data_dir)
+    try:
+        accounts.add(name, role, password)
+    except AccountError as error:
+        fail(str(error))
+    console.print(f"added {name} ({role}) to {data_dir}", highlight=False)
+
+
+def user_list(data_dir: Path = typer.Option(Path("radscribe-data"), help=DATA_DIR_HELP)) -> None:
+    """List the accounts: name, role, disabled, created."""
+    for user in _accounts(data_dir).list():
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(user["created_at"]))
+        typer.echo(f"{user['name']}\t{user['role']}\t{'disabled' if user['disabled'] else 'active'}\t{created}")
+
+
+def user_disable(name: str = typer.Argument(...), data_dir: Path = typer.Option(Path("radscribe-data"), help=DATA_DIR_HELP)) -> None:
+    """Disable an account: its sessions and API tokens stop working at once (its signatures stay)."""
+    from radscribe.serve.accounts import AccountError
+
+    try:
+        _accounts(data_dir).disable(name)
+    except AccountError as error:
+        fail(str(error))
+    console.print(f"disabled {name}", highlight=False)
+
+
+def user_token(
+    name: str = typer.Argument(...),
+    data_dir: Path = typer.Option(Path("radscribe-data"), help=DATA_DIR_HELP),
+    days: float = typer.Option(90.0, min=0.01, help="Days until the token expires."),
+) -> None:
+    """Print a new API token for scripts (send it as `Authorization: Bearer TOKEN`); it is shown only once."""
+    from radscribe.serve.accounts import AccountError
+
+    try:
+        token = _accounts(data_dir).issue(name, "api", days * 86_400)
+    except AccountError as error:
+        fail(str(error))
+    typer.echo(token)
+
+
+def export_signed(
+    out: Path = typer.Option(..., "--out", help="Folder for one file per signed report, and summary.json."),
+    data_dir: Path = typer.Option(Path("radscribe-data"), help=DATA_DIR_HELP),
+    format: str = typer.Option("json", help="md, json or fhir."),
+) -> None:
+    """Export every signed report after verifying the signature chain and each signed content; tampered ones are listed, not exported."""
+    from radscribe.serve.bulk import export_signed as run
+
+    if format not in ("md", "json", "fhir"):
+        fail(f"--format: expected md, json or fhir, got {format!r}")
+    summary = run(data_dir, out, format)
+    console.print(f"exported {summary['exported']} signed report(s) to {out} in {summary['seconds']:.2f} s; "
+                  f"{len(summary['tampered'])} refused as tampered", highlight=False)
+    if summary["tampered"]:
+        typer.echo(json.dumps(summary["tampered"], indent=1))
+        raise typer.Exit(1)
 
 
 def study_create(
     definition: Path = typer.Argument(..., help="Study definition YAML (cases, references, readers, washout, seed)."),
     out: Path = typer.Option(..., "--out", help="New study folder (serve it with --data-dir)."),
 ) -> None:
-    """Create a reader-study folder: images by hash, blinded randomised crossover assignment, reader tokens."""
-    from radscribe.serve.readerstudy import TOKENS_FILE, StudyDefinitionError, create_study
+    """Create a reader-study folder: images by hash, blinded randomised crossover assignment, reader accounts."""
+    from radscribe.serve.readerstudy import ACCOUNTS_FILE, StudyDefinitionError, create_study
 
     try:
-        plan, tokens = create_study(definition, out)
+        plan, _ = create_study(definition, out)
     except (StudyDefinitionError, FileNotFoundError, FileExistsError) as error:
         fail(str(error))
     console.print(f"study '{plan.name}': {len(plan.references)} cases x {len(plan.readers)} readers x 2 arms "
                   f"= {len(plan.assignments)} reads, washout {plan.washout_days:g} days")
-    console.print(f"reader tokens written to {out / TOKENS_FILE} (give each reader their own; shown only there)")
-    console.print(f"run: radscribe serve --data-dir {out}")
+    console.print(f"reader accounts and initial passwords written to {out / ACCOUNTS_FILE} (give each reader their own)")
+    console.print(f"run: radscribe serve --data-dir {out}  (add an organiser: radscribe serve user add NAME --role organiser --data-dir {out})")
 
 
 def study_analyze(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -117,6 +118,30 @@ def atomic_write(path: Path | str, mode: str = "w") -> Iterator[IO]:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_folder(target: Path | str) -> Iterator[Path]:
+    """A fresh hidden sibling folder to fill; renamed over ``target`` only when the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.parent / f".{target.name}.tmp"
+    if temporary.exists():
+        shutil.rmtree(temporary)  # left by a run killed mid-write
+    temporary.mkdir()
+    try:
+        yield temporary
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    old = target.parent / f".{target.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)  # a folder cannot be renamed over a non-empty one
+    os.replace(temporary, target)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def resolve_image_path(manifest_path: Path | str, image_path: str) -> Path:

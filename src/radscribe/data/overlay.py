@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from radscribe.data.images import read_image
+from radscribe.data.images import Radiograph, read_image
 from radscribe.data.manifest import atomic_write, resolve_image_path
 from radscribe.types import Study
 
@@ -17,13 +17,18 @@ PANEL_WIDTH = 420
 COLORS = ("#ff4b4b", "#3fa7ff", "#ffd23f", "#3fe08a", "#d36bff", "#ff9f40", "#40e0d0", "#ff6bb5")
 
 
-def draw_study(study: Study, manifest_path: Path | str, image_index: int = 0) -> Image.Image:
-    """Render one image of ``study`` with its boxes, plus a text panel (findings, report, questions)."""
+def draw_study(study: Study, manifest_path: Path | str, image_index: int = 0, radiograph: Radiograph | None = None) -> Image.Image:
+    """Render one image of ``study`` with its boxes, plus a text panel (findings, report, questions).
+
+    ``radiograph`` is that image already decoded (say one frame of a multi-frame file); without it the
+    image is read from its path.
+    """
     if not study.images:
         raise ValueError(f"study {study.id} has no image to draw")
     if not 0 <= image_index < len(study.images):
         raise ValueError(f"study {study.id} has {len(study.images)} image(s); no image {image_index}")
-    radiograph = read_image(resolve_image_path(manifest_path, study.images[image_index].path))
+    if radiograph is None:
+        radiograph = read_image(resolve_image_path(manifest_path, study.images[image_index].path))
     picture = radiograph.to_pil().convert("RGB")
     scale = max(1.0, MIN_HEIGHT / picture.height)
     if scale > 1:
@@ -51,9 +56,11 @@ def draw_study(study: Study, manifest_path: Path | str, image_index: int = 0) ->
     return canvas
 
 
-def save_study_overlay(study: Study, manifest_path: Path | str, out: Path | str, image_index: int = 0) -> Path:
+def save_study_overlay(
+    study: Study, manifest_path: Path | str, out: Path | str, image_index: int = 0, radiograph: Radiograph | None = None
+) -> Path:
     """Draw ``study`` and write it as a PNG (atomically)."""
-    picture = draw_study(study, manifest_path, image_index)
+    picture = draw_study(study, manifest_path, image_index, radiograph)
     with atomic_write(out, "wb") as handle:
         picture.save(handle, format="PNG")
     return Path(out)

@@ -4,7 +4,7 @@ Each image is scored against its reference: the true vertebra boxes, and the ``s
 template that :mod:`radscribe.annotate` derives from them (the manifest's structured report).
 
 * ``vertebra-f1`` (also ``-precision``/``-recall``) at IoU 0.5: predicted and true vertebra boxes are
-  paired one-to-one by Hungarian matching (:func:`radscribe.evaluate.grounding.match_at_threshold`:
+  paired one-to-one by Hungarian matching (:func:`radscribe.grounding.matching.match_at_threshold`:
   the most pairs with IoU >= 0.5, ties broken by the higher total IoU), labels ignored. Precision =
   TP / predicted boxes, recall = TP / true boxes, both pooled over images; F1 is their harmonic mean.
 * ``vertebra-matched-iou``: the mean IoU of those TP pairs, pooled over all pairs of all images.
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from radscribe.evaluate.bootstrap import SufficientStatistic, WeightedStatistic
-from radscribe.evaluate.grounding import box_iou, match_at_threshold
+from radscribe.grounding.matching import box_iou, match_at_threshold
 from radscribe.templates import FilledTemplate
 from radscribe.types import Box
 

@@ -1,7 +1,7 @@
 """Our own constrained decoding loop: the model runs only where the grammar leaves it a choice.
 
 transformers' ``generate`` runs the model once per output token, fixed template text included. A
-structured report is mostly fixed text, so this loop drives :class:`~radscribe.infer.constrained.RowCursor`
+structured report is mostly fixed text, so this loop drives :class:`~radscribe.infer.constraint.RowCursor`
 itself, over the backbone's KV cache:
 
 1. one prefill pass per batch (images + prompts, left-padded, as ``generate`` does);
@@ -20,7 +20,7 @@ re-tokenises are dropped the same way (masked) and fed again. Finished rows leav
 
 Supported for backbones whose language model takes plain 1D position ids after a left-padded
 prefill (:data:`FAST_FAMILIES`); others run the same cursor through ``generate`` and
-:class:`~radscribe.infer.constrained.ConstrainedLogitsProcessor`.
+:class:`~radscribe.infer.hf_generate.ConstrainedLogitsProcessor`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from radscribe.infer.constrained import RowCursor, TokenConstraint, check_budget
+from radscribe.infer.constraint import RowCursor, TokenConstraint, check_budget
 
 # radscribe-tiny and LLaVA: a Llava backbone whose decoder takes 1D RoPE positions. Qwen2.5-VL
 # (3D multimodal positions) and PaliGemma (positions from 1, prefix attention) keep transformers' loop.

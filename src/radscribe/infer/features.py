@@ -84,8 +84,9 @@ def dinov2_features(path: Path | str, long_side: int = 448, device: str = "cpu")
 
 
 def model_features(model: Any, stride: int | None = None) -> FeatureFn:
-    """The VLM's own vision encoder: ``model.patch_features(image)`` when it has one, else its vision
-    tower run on the model's own image input (families with a square ``pixel_values`` input).
+    """The VLM's own vision encoder: ``model.patch_features(image)`` when it has one (a grid and the
+    image extent it covers), else its vision tower run on the model's own image input (families with
+    a square ``pixel_values`` input).
 
     ``stride`` (pixels of the model input, dividing the patch size) samples the patch grid more
     finely without changing what the encoder sees: the input is also run shifted by every multiple
@@ -95,7 +96,14 @@ def model_features(model: Any, stride: int | None = None) -> FeatureFn:
     """
     own = getattr(model, "patch_features", None)
     if callable(own):
-        return as_feature_fn(own, f"embedded:{model.name}")
+        if stride is not None:
+            raise ValueError(f"model '{model.name}' gives its own token grid; a finer RFI stride is not available for it")
+
+        def features(image: Radiograph) -> FeatureGrid:
+            grid, extent = own(image)
+            return _trim_to_image(FeatureGrid(np.asarray(grid, dtype=np.float32), extent, f"embedded:{model.name}"))
+
+        return features
 
     import torch
 

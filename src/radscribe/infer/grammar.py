@@ -9,7 +9,7 @@ bounded numbers) and simulated as a set of NFA states. Two facts per state drive
   the model), and :meth:`Grammar.next_chars` — what may follow it.
 
 Free-text runs carry a *region* id: the token-level constraint caps how many tokens one region may
-take, so a rambling model is made to close the field and move on (see :mod:`radscribe.infer.constrained`).
+take, so a rambling model is made to close the field and move on (see :mod:`radscribe.infer.template_grammar`).
 """
 
 from __future__ import annotations

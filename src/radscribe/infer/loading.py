@@ -1,4 +1,9 @@
-"""Finding the model to report with, and saying plainly what it is (trained weights or a fresh init)."""
+"""Finding the model to report with, and saying plainly what it is (trained weights or a fresh init).
+
+A saved model folder may carry companions the Reporter uses: ``detector/`` (a BoxDetector whose boxes
+go into the grounding prompt) and ``abstain.json`` (per template, the fields the model showed no skill
+on in validation, written "not assessed"). The embedded model ships with both.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,38 @@ def load_model(name_or_path: str | Path | None = None, **overrides: Any) -> tupl
         )
     model = models.create_model(name_or_path, **overrides)
     return model, describe_model(model, name_or_path)
+
+
+def model_folder(name_or_path: str | Path | None) -> Path | None:
+    """The folder a model loads from (the embedded one for ``None``), or None for a registered name."""
+    from radscribe import models
+
+    if name_or_path is None:
+        return models.EMBEDDED_DIR if models.embedded_available() else None
+    path = Path(name_or_path)
+    return path if path.is_dir() else None
+
+
+def load_detector(name_or_path: str | Path | None) -> Any:
+    """The detector saved beside a model (``<folder>/detector``), or None when it has none."""
+    from radscribe.models.embedded import DETECTOR_DIR
+
+    folder = model_folder(name_or_path)
+    if folder is None or not (folder / DETECTOR_DIR).is_dir():
+        return None
+    from radscribe.models.detector import BoxDetector
+
+    return BoxDetector.from_pretrained(folder / DETECTOR_DIR)
+
+
+def load_abstentions(name_or_path: str | Path | None) -> dict[str, list[str]]:
+    """Per template, the fields a model folder's ``abstain.json`` says to write "not assessed"."""
+    from radscribe.models.embedded import ABSTAIN_FILE, read_abstentions
+
+    folder = model_folder(name_or_path)
+    if folder is None or not (folder / ABSTAIN_FILE).exists():
+        return {}
+    return read_abstentions(folder / ABSTAIN_FILE)
 
 
 def describe_model(model: Any, source: str | Path | None = None) -> str:

@@ -48,6 +48,7 @@ def write_result(result: ReportResult, folder: Path | str, *, fhir: bool = False
     written.append(folder / "report.json")
     image_path = Path(result.image)
     if image_path.exists():
+        radiograph = image or read_image(image_path, frame=result.frame or 0)  # the frame reported on
         boxes = list(result.boxes)
         if result.crop is not None and not result.crop.note:
             boxes.append(result.crop.normalized())
@@ -55,9 +56,9 @@ def write_result(result: ReportResult, folder: Path | str, *, fhir: bool = False
         qa = [QA(result.question, result.text)] if result.question else []
         width, height = result.image_size or (None, None)
         study = Study(image_path.stem, [ImageRef(str(image_path.resolve()), width, height)], report=report, boxes=boxes, qa=qa)
-        written.append(save_study_overlay(study, image_path, folder / "overlay.png"))
+        written.append(save_study_overlay(study, image_path, folder / "overlay.png", radiograph=radiograph))
         if rfi_debug and result.crop is not None and result.crop.pca is not None:
-            written.append(save_rfi_overlay(image or read_image(image_path), result.crop, folder / "rfi.png"))
+            written.append(save_rfi_overlay(radiograph, result.crop, folder / "rfi.png"))
     if fhir:
         with atomic_write(folder / "fhir.json") as handle:
             json.dump(diagnostic_report(result, markdown, impression_text(result)), handle, indent=2)

@@ -4,9 +4,12 @@ from radscribe.models.base import IGNORE_INDEX, Architecture, EncodedExample, Ra
 from radscribe.models.config import ModelConfig, load_config
 from radscribe.models.embedded import EMBEDDED_DIR, default_model, embedded_available, embedded_release
 from radscribe.models.image import Letterbox, letterbox
-from radscribe.models.memory import MemoryAdapter, PixelShuffleProjector, VisionBridge
-from radscribe.models.registry import create_model, family_class, list_models, register_family
+from radscribe.models.memory import MemoryAdapter, VisionBridge
+from radscribe.models.registry import create_model, family_class, list_families, list_models, register_family
 from radscribe.models.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer, tokenizer_corpus
+
+# Each family registers itself with the registry when imported; importing them here completes it.
+from radscribe.models import gemma3, llava, paligemma, qwen2_5_vl, radscribe_tiny  # noqa: E402, F401
 
 __all__ = [
     "EMBEDDED_DIR",
@@ -16,7 +19,6 @@ __all__ = [
     "Letterbox",
     "MemoryAdapter",
     "ModelConfig",
-    "PixelShuffleProjector",
     "RadscribeVLM",
     "VisionBridge",
     "build_tokenizer",
@@ -27,6 +29,7 @@ __all__ = [
     "embedded_release",
     "family_class",
     "letterbox",
+    "list_families",
     "list_models",
     "load_config",
     "load_tokenizer",

@@ -1,11 +1,11 @@
 """RadscribeVLM: the one interface every model family implements.
 
-A family (one file each: radscribe_tiny.py, llava.py, qwen2_5_vl.py, paligemma.py) wraps a
+A family (one file each: radscribe_tiny.py, llava.py, qwen2_5_vl.py, paligemma.py, gemma3.py) wraps a
 transformers ``*ForConditionalGeneration`` backbone, so all of them share transformers' generate()
 and KV cache. A family supplies how one example is encoded (its own prompt layout or chat template)
 and where its vision tower and projector live; this base class does the rest the same way for all:
 batching and padding, loss masking, generation, pooled image embeddings, freezing, LoRA, the memory
-adapter, devices and precision, parameter and FLOP counts, and saving to / loading from a folder.
+adapter, gradient checkpointing, devices and precision, parameter and FLOP counts, and saving to / loading from a folder.
 
 Saved folder layout (any family): ``radscribe.json`` (ModelConfig), ``config.json`` (the backbone's
 transformers config), the tokenizer or processor files, and ``model.safetensors`` (the whole adapted
@@ -68,6 +68,8 @@ class _Query:
 
 class RadscribeVLM(nn.Module):
     family: ClassVar[str]
+    # transformers model_type values whose plain checkpoint folders this family reads (create_model(folder)).
+    hf_model_types: ClassVar[tuple[str, ...]] = ()
     # Language-model linear layers LoRA adapts by default (a regex, so vision layers of the same name stay untouched).
     lora_target_modules: ClassVar[str]
 
@@ -81,7 +83,9 @@ class RadscribeVLM(nn.Module):
             self.freeze_vision()
         if config.lora is not None:
             self.add_lora(**config.lora)
-        self.to(self.device)
+        if config.gradient_checkpointing:
+            self.enable_gradient_checkpointing()
+        self.to(self.configured_device())
 
     # ----- what a family provides -------------------------------------------------------------
     def encode_example(self, images: Sequence[Radiograph], prompt: str, target: str | None, task: str) -> EncodedExample:
@@ -136,11 +140,16 @@ class RadscribeVLM(nn.Module):
     def codec_name(self) -> str:
         return self.config.codec
 
-    @property
-    def device(self) -> torch.device:
+    def configured_device(self) -> torch.device:
+        """Where the config asks the model to be built ("auto": cuda when available, else cpu)."""
         if self.config.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.config.device)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are now (inputs go there), whatever the config said when the model was built."""
+        return next(self.parameters()).device
 
     def base_model(self) -> nn.Module:
         """The transformers model itself (under a peft wrapper when LoRA is on)."""
@@ -261,8 +270,13 @@ class RadscribeVLM(nn.Module):
         queries = [_Query((as_radiograph(image),), "") for image in images]
         batch = self.collate(queries, with_targets=False)
         vision = {key: value.to(self.device) for key, value in batch.items() if key not in _TEXT_KEYS}
-        with self.autocast():
-            pooled = self._pooled_vision_features(vision)
+        was_training = self.training
+        self.eval()  # batch norm and stochastic depth would make an image's embedding depend on its batch
+        try:
+            with self.autocast():
+                pooled = self._pooled_vision_features(vision)
+        finally:
+            self.train(was_training)
         return torch.nn.functional.normalize(pooled.float(), dim=-1)
 
     # ----- what trains --------------------------------------------------------------------------
@@ -293,6 +307,19 @@ class RadscribeVLM(nn.Module):
         for name, parameter in self._projector_module().named_parameters():
             parameter.requires_grad_(name in bridge_trainable)
         self.config.lora = dict(peft_kwargs)
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute each language-model layer's activations in the backward pass instead of keeping them.
+
+        transformers' ``activation_checkpointing_enable`` on the language model, non-reentrant (so it
+        works with frozen embeddings and LoRA, where no layer input requires grad). Activation memory
+        falls from every layer's intermediates to one hidden state per layer, for one more forward.
+        """
+        language = next((m for name, m in self.base_model().named_modules() if name.split(".")[-1] == "language_model"), None)
+        if language is None or not getattr(language, "supports_gradient_checkpointing", False):
+            raise ValueError(f"model '{self.name}' ({self.family}): its language model does not support gradient checkpointing")
+        language.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        self.config.gradient_checkpointing = True
 
     def _projector_module(self) -> nn.Module:
         parent, attribute = self._projector_slot()
@@ -397,17 +424,18 @@ class RadscribeVLM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: Path | str, **overrides: Any) -> RadscribeVLM:
-        """Load a folder written by save_pretrained (any family; ``overrides`` e.g. device)."""
-        from radscribe.models.registry import family_class
-
+        """Load a folder written by save_pretrained of this family (``overrides`` e.g. device);
+        ``radscribe.models.create_model(folder)`` picks the family for you."""
         folder = Path(folder)
         config = load_config(folder)
+        if config.family != cls.family:
+            raise ValueError(f"{folder}: a '{config.family}' model, not '{cls.family}' (load it with create_model)")
         if overrides:
-            structural = {"family", "memory_slots", "memory_heads", "lora", "vision", "text", "pixel_shuffle", "image_size"}
+            structural = {"family", "memory_slots", "memory_heads", "lora", "vision", "text", "image_size"}
             if structural & set(overrides):
                 raise ValueError(f"{folder}: cannot override structural fields {sorted(structural & set(overrides))} when loading")
             config = config.replace(**overrides)
-        model = family_class(config.family)._build_for_loading(config, folder)
+        model = cls._build_for_loading(config, folder)
         model.load_weights(folder / WEIGHTS_FILE)
         return model
 

@@ -37,7 +37,13 @@ QWEN_CHAT_TEMPLATE = (
     "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-TINY_FAMILIES: tuple[str, ...] = ("llava", "qwen2.5-vl", "paligemma2")
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<start_of_turn>{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<start_of_image>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}<end_of_turn>\n"
+    "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+TINY_FAMILIES: tuple[str, ...] = ("llava", "qwen2.5-vl", "paligemma2", "gemma3")
 
 
 def _tokenizer(special: list[str], bos: str | None, eos: str, pad: str, vocab_size: int = 400, **extra: str):
@@ -56,8 +62,8 @@ def _tokenizer(special: list[str], bos: str | None, eos: str, pad: str, vocab_si
 
 
 def write_tiny_checkpoint(family: str, folder: Path | str, seed: int = 0) -> Path:
-    """Write a tiny random checkpoint of ``family`` (llava, qwen2.5-vl, paligemma2) into ``folder``."""
-    writers = {"llava": _tiny_llava, "qwen2.5-vl": _tiny_qwen2_5_vl, "paligemma2": _tiny_paligemma2}
+    """Write a tiny random checkpoint of ``family`` (llava, qwen2.5-vl, paligemma2, gemma3) into ``folder``."""
+    writers = {"llava": _tiny_llava, "qwen2.5-vl": _tiny_qwen2_5_vl, "paligemma2": _tiny_paligemma2, "gemma3": _tiny_gemma3}
     if family not in writers:
         raise ValueError(f"no tiny checkpoint for family {family!r}; available: {', '.join(writers)}")
     folder = Path(folder)
@@ -137,3 +143,25 @@ def _tiny_paligemma2():
         vision_config=vision, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>"), projection_dim=64,
     )
     return PaliGemmaForConditionalGeneration(config), processor
+
+
+def _tiny_gemma3():
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessorPil, Gemma3Processor, Gemma3TextConfig, SiglipVisionConfig
+
+    images = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
+    special = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", *images.values()]
+    tokenizer = _tokenizer(special, "<bos>", "<eos>", "<pad>", unk_token="<unk>", extra_special_tokens=images)
+    image_processor = Gemma3ImageProcessorPil(size={"height": 32, "width": 32})
+    processor = Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer, chat_template=GEMMA3_CHAT_TEMPLATE, image_seq_length=4)
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in special}
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
+    text = Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, max_position_embeddings=512, sliding_window=64,
+        bos_token_id=ids["<bos>"], eos_token_id=[ids["<eos>"], ids["<end_of_turn>"]], pad_token_id=ids["<pad>"],
+    )
+    config = Gemma3Config(
+        text_config=text, vision_config=vision, mm_tokens_per_image=4, boi_token_index=ids["<start_of_image>"],
+        eoi_token_index=ids["<end_of_image>"], image_token_index=ids["<image_soft_token>"],
+    )
+    return Gemma3ForConditionalGeneration(config), processor

@@ -1,6 +1,7 @@
 """ModelConfig: one plain dataclass describing any radscribe model, stored as JSON next to its weights.
 
-Named configs are data (``configs/<name>.yaml`` in this package); ``load_config`` reads one by name,
+Named configs are data (``architectures/<name>.yaml`` in this package; the repository's ``configs/``
+holds training recipes, which name an architecture); ``load_config`` reads one by name,
 from a YAML file, or from a saved model folder (``radscribe.json``).
 """
 
@@ -14,8 +15,9 @@ from typing import Any
 import yaml
 
 CONFIG_FILE = "radscribe.json"
-NAMED_CONFIG_DIR = Path(__file__).parent / "configs"
-FAMILIES: tuple[str, ...] = ("radscribe", "llava", "qwen2.5-vl", "paligemma2")
+# Named architectures (like timm / open_clip model configs); training recipes live in the repository's configs/.
+NAMED_CONFIG_DIR = Path(__file__).parent / "architectures"
+QUANTIZATIONS: tuple[str | None, ...] = (None, "nf4")
 
 
 @dataclass
@@ -32,9 +34,8 @@ class ModelConfig:
     codec: str = "radscribe"
     pretrained_path: str | None = None
     seed: int = 0
-    image_size: int = 224                  # square model input; radiographs are letterboxed into it
+    image_size: int | list[int] = 224      # model input: a square side or [width, height]; radiographs are letterboxed into it
     max_images: int = 1                    # images per example fed to the model (the first ones)
-    pixel_shuffle: int = 2                 # merge k x k neighbouring patches into one image token (tiny family)
     memory_slots: int = 0                  # S2D-Align memory adapter; 0 = off
     memory_heads: int = 4
     freeze_vision: bool = False            # RadGrounder trains with a frozen vision encoder
@@ -43,18 +44,32 @@ class ModelConfig:
     precision: str = "auto"                # "auto": bf16 autocast on cuda, fp32 on cpu; or "fp32" / "bf16"
     save_dtype: str = "float32"            # weights dtype on disk ("bfloat16" halves the file)
     max_length: int = 512                  # prompt + target tokens (image tokens not counted)
+    gradient_checkpointing: bool = False   # recompute the language model's layer activations in backward (less memory, ~1/3 more compute)
+    quantization: str | None = None        # "nf4": QLoRA's 4-bit NormalFloat base weights (bitsandbytes, CUDA only, the qlora extra)
     vision: dict[str, Any] = field(default_factory=dict)
     text: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ValueError(f"model config '{self.name}': family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
+        if not isinstance(self.family, str) or not self.family:
+            raise ValueError(f"model config '{self.name}': family must name a model family, got {self.family!r}")
         if self.memory_slots < 0:
             raise ValueError(f"model config '{self.name}': memory_slots must be >= 0, got {self.memory_slots}")
         if self.save_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"model config '{self.name}': save_dtype must be float32 or bfloat16, got {self.save_dtype!r}")
+        if not (isinstance(self.image_size, int) or (isinstance(self.image_size, list) and len(self.image_size) == 2)):
+            raise ValueError(f"model config '{self.name}': image_size must be an integer or [width, height], got {self.image_size!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"model config '{self.name}': precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"model config '{self.name}': quantization must be one of {QUANTIZATIONS}, got {self.quantization!r}")
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height) of the model input."""
+        if isinstance(self.image_size, int):
+            return (self.image_size, self.image_size)
+        width, height = self.image_size
+        return (int(width), int(height))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,7 +86,12 @@ class ModelConfig:
         return cls(**data)
 
     def replace(self, **overrides: Any) -> ModelConfig:
-        return ModelConfig.from_dict({**self.to_dict(), **overrides}, source=f"overrides for '{self.name}'")
+        """A copy with ``overrides``; the ``vision`` and ``text`` sections are merged key by key, so
+        ``vision={"pretrained": False}`` changes one key and keeps the architecture."""
+        merged = self.to_dict()
+        for key, value in overrides.items():
+            merged[key] = {**merged[key], **value} if key in ("vision", "text") and isinstance(value, dict) else value
+        return ModelConfig.from_dict(merged, source=f"overrides for '{self.name}'")
 
     def save(self, folder: Path | str) -> Path:
         from radscribe.data.manifest import atomic_write

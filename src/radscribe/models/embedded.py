@@ -1,21 +1,32 @@
-"""The embedded default model: radscribe-tiny trained by ``configs/radscribe-tiny.yaml``, shipped in the package.
+"""The embedded default model, and how a training run becomes a release folder like it.
 
-``radscribe report`` (and the server) load it when no ``--model`` is given. Its folder is an ordinary
-saved model (``RadscribeVLM.save_pretrained``), plus ``embedded.json``: the release name, the recipe
-and the run it came from. MODEL_CARD.md says what it was trained on and what it measures.
+``radscribe report`` (and the server) load the embedded model when no ``--model`` is given. Its folder
+is what :func:`export_release` writes from any training run: an ordinary saved model (the Hugging
+Face Auto classes read it too), plus
+
+- ``detector/``: the BoxDetector whose boxes go into the grounding prompt (optional);
+- ``abstain.json``: per template, the fields validation showed no skill on, written "not assessed";
+- ``release.json``: the release name, the recipe, steps and data it came from.
+
+MODEL_CARD.md says what the embedded release was trained on and what it measures.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 from radscribe.models.base import RadscribeVLM
 from radscribe.models.config import CONFIG_FILE
+from radscribe.models.detector import BoxDetector
+from radscribe.models.registry import create_model
 
 EMBEDDED_DIR = Path(__file__).parent / "assets" / "embedded"
-RELEASE_FILE = "embedded.json"
+RELEASE_FILE = "release.json"
+DETECTOR_DIR = "detector"
+ABSTAIN_FILE = "abstain.json"
 
 
 def embedded_available() -> bool:
@@ -35,4 +46,62 @@ def default_model(**overrides: Any) -> RadscribeVLM:
             f"{EMBEDDED_DIR}: the embedded model's files are missing from this installation "
             "(reinstall radscribe, or pass a model folder with --model)"
         )
-    return RadscribeVLM.from_pretrained(EMBEDDED_DIR, **overrides)
+    return create_model(EMBEDDED_DIR, **overrides)
+
+
+def read_abstentions(path: Path | str) -> dict[str, list[str]]:
+    """``abstain.json``: per template, the field ids to write "not assessed" (``{"fields": {...}}``)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    fields = data.get("fields") if isinstance(data, dict) else None
+    if not isinstance(fields, dict) or not all(isinstance(v, list) and all(isinstance(f, str) for f in v) for v in fields.values()):
+        raise ValueError(f"{path}: field 'fields': expected {{template name: [field ids]}}")
+    return {template: list(values) for template, values in fields.items()}
+
+
+def run_model_folder(run_or_model: Path | str) -> Path:
+    """A saved model folder: the folder itself, or a training run's ``final/`` (else ``best/``)."""
+    path = Path(run_or_model)
+    for candidate in (path, path / "final", path / "best"):
+        if (candidate / CONFIG_FILE).exists():
+            return candidate
+    raise FileNotFoundError(f"{path}: neither a saved model folder nor a training run with final/ or best/ (no {CONFIG_FILE})")
+
+
+def export_release(
+    run_or_model: Path | str,
+    destination: Path | str,
+    *,
+    detector: Path | str | None = None,
+    abstain: Path | str | None = None,
+    release: dict[str, Any] | None = None,
+) -> Path:
+    """Write a release folder (see the module docstring) at ``destination``, atomically.
+
+    ``detector``: a saved detector folder (a detector training run's ``best/`` or ``final/``);
+    ``abstain``: a JSON file ``{"fields": {template: [field ids]}, ...}`` (e.g. written by the model
+    card's evaluation); ``release``: what ``release.json`` records (name, recipe, steps, data, ...).
+    """
+    from radscribe.data.manifest import atomic_folder, atomic_write
+
+    source = run_model_folder(run_or_model)
+    model = create_model(source, device="cpu")
+    with atomic_folder(destination) as folder:
+        model.save_pretrained(folder)
+        if detector is not None:
+            detector_folder = Path(detector)
+            for candidate in (detector_folder, detector_folder / "best", detector_folder / "final"):
+                if candidate.is_dir() and (candidate / "detector.json").exists():
+                    BoxDetector.from_pretrained(candidate).save_pretrained(folder / DETECTOR_DIR)
+                    break
+            else:
+                raise FileNotFoundError(f"{detector_folder}: not a saved detector (no detector.json here or in best/, final/)")
+        if abstain is not None:
+            read_abstentions(abstain)  # refuse a malformed file before it ships
+            shutil.copyfile(abstain, folder / ABSTAIN_FILE)
+        with atomic_write(folder / RELEASE_FILE) as handle:
+            json.dump({"source": str(source), **(release or {})}, handle, indent=2)
+    return Path(destination)

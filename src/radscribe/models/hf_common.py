@@ -1,6 +1,6 @@
 """What the Hugging Face backbone families share: loading a local checkpoint with its processor.
 
-Each family (llava.py, qwen2_5_vl.py, paligemma.py) encodes examples with the checkpoint's own
+Each family (llava.py, qwen2_5_vl.py, paligemma.py, gemma3.py) encodes examples with the checkpoint's own
 processor and chat template; this base loads ``AutoProcessor`` + the family's model class from a
 local folder (never a hub id), saves the processor next to the weights, and decodes with its tokenizer.
 """
@@ -16,6 +16,7 @@ from torch import nn
 
 from radscribe.models.base import Architecture, RadscribeVLM
 from radscribe.models.config import ModelConfig
+from radscribe.models.quantization import quantization_config
 
 
 class HFBackboneVLM(RadscribeVLM):
@@ -42,9 +43,13 @@ class HFBackboneVLM(RadscribeVLM):
         path = Path(config.pretrained_path)
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"{path}: not a Hugging Face checkpoint folder (no config.json)")
+        quantized = quantization_config(config)  # fails on CPU before any weight is read
         processor = cls._load_processor(path)
         torch.manual_seed(config.seed)  # any newly initialised weights (memory adapter, LoRA) follow the seed
-        backbone = cls._model_class().from_pretrained(str(path), local_files_only=True, dtype=_load_dtype(config))
+        placement = {"device_map": {"": torch.cuda.current_device()}} if quantized is not None else {}  # bitsandbytes quantises as it places
+        backbone = cls._model_class().from_pretrained(
+            str(path), local_files_only=True, dtype=_load_dtype(config), quantization_config=quantized, **placement
+        )
         return cls(config, backbone, processor)
 
     @classmethod

@@ -21,6 +21,7 @@ from radscribe.models.registry import register_family
 @register_family
 class LlavaVLM(HFBackboneVLM):
     family = "llava"
+    hf_model_types = ("llava",)
     model_class_name = "LlavaForConditionalGeneration"
     lora_target_modules = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 

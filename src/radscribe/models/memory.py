@@ -44,33 +44,6 @@ class MemoryAdapter(nn.Module):
         return (flat + torch.tanh(self.gate) * self.out(read)).reshape(shape)
 
 
-class PixelShuffleProjector(nn.Module):
-    """Merge each k x k block of patch tokens into one token, then a 2-layer MLP into the text width.
-
-    Cuts the decoder's image tokens by k^2 (196 -> 49 at k = 2) while keeping every patch's features.
-    """
-
-    def __init__(self, vision_dim: int, text_dim: int, grid: int, factor: int):
-        super().__init__()
-        if grid % factor:
-            raise ValueError(f"patch grid {grid} is not divisible by pixel_shuffle {factor}")
-        self.grid, self.factor = grid, factor
-        self.linear_1 = nn.Linear(vision_dim * factor * factor, text_dim)
-        self.act = nn.GELU()
-        self.linear_2 = nn.Linear(text_dim, text_dim)
-
-    @property
-    def tokens_per_image(self) -> int:
-        return (self.grid // self.factor) ** 2
-
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        batch, _, dim = patches.shape
-        g, k = self.grid, self.factor
-        blocks = patches.view(batch, g // k, k, g // k, k, dim).permute(0, 1, 3, 2, 4, 5)
-        merged = blocks.reshape(batch, (g // k) ** 2, k * k * dim)
-        return self.linear_2(self.act(self.linear_1(merged)))
-
-
 class VisionBridge(nn.Module):
     """What sits between a vision tower and the language model: optional memory adapter, then the projector."""
 

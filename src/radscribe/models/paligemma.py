@@ -22,6 +22,7 @@ from radscribe.models.registry import register_family
 @register_family
 class PaliGemmaVLM(HFBackboneVLM):
     family = "paligemma2"
+    hf_model_types = ("paligemma",)
     model_class_name = "PaliGemmaForConditionalGeneration"
     lora_target_modules = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 

@@ -48,6 +48,7 @@ class QwenInputs:
 @register_family
 class Qwen25VLM(HFBackboneVLM):
     family = "qwen2.5-vl"
+    hf_model_types = ("qwen2_5_vl",)
     model_class_name = "Qwen2_5_VLForConditionalGeneration"
     lora_target_modules = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 

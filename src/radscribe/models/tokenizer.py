@@ -22,15 +22,21 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre
 from radscribe.grounding import LOCATION_TOKENS
 
 PAD, BOS, EOS, IMAGE, ANSWER = "<pad>", "<bos>", "<eos>", "<image>", "<answer>"
-TASKS: tuple[str, ...] = ("structured_report", "report", "grounded_report", "phrase_grounding", "vqa", "region")
-TASK_TOKENS: tuple[str, ...] = tuple(f"<task_{task}>" for task in TASKS)
+# The tasks with a control token of their own (at fixed ids: the vocabulary never changes for a new task).
+TOKEN_TASKS: tuple[str, ...] = ("structured_report", "report", "grounded_report", "phrase_grounding", "vqa", "region")
+TASK_TOKENS: tuple[str, ...] = tuple(f"<task_{task}>" for task in TOKEN_TASKS)
 CONTROL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, IMAGE, ANSWER, *TASK_TOKENS)
 DEFAULT_VOCAB_SIZE = 4096
 
 
+# Tasks that share another task's control token: detected grounding is phrase grounding with a
+# detector's boxes in the prompt (the token ids are fixed, so a new task reuses an existing one).
+TASK_TOKEN_ALIASES: dict[str, str] = {"detected_grounding": "phrase_grounding"}
+
+
 def task_token(task: str) -> str | None:
     """The control token for a task name, or None for a task the tokenizer has no token for."""
-    token = f"<task_{task}>"
+    token = f"<task_{TASK_TOKEN_ALIASES.get(task, task)}>"
     return token if token in TASK_TOKENS else None
 
 

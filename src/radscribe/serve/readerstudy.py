@@ -14,8 +14,10 @@ readers and the design::
         reference: references/a.md        # template markdown, or an inline {template, sections} mapping
 
 :func:`create_study` turns it into a study folder the server runs on: images stored by hash, one
-study row per (reader, case, arm) with a random id, a token per reader (written once to
-``reader-tokens.txt``), and ``study.json``, the plan (references included; never served).
+study row per (reader, case, arm) with a random id, an account per reader (role ``reader``, a
+random password written once to ``reader-accounts.txt``, owner-readable only), and ``study.json``,
+the plan (references included; never served). Organisers get accounts of their own with
+``radscribe serve user add NAME --role organiser --data-dir STUDY``.
 
 Design (two-period crossover): the cases are shuffled (seeded) into blocks A and B. Readers with an
 even index read A unassisted and B assisted in session 1, then A assisted and B unassisted in
@@ -24,18 +26,16 @@ session 2 opens only when the reader has signed all of session 1 and ``washout_d
 since their last signature. Readers see opaque ids, never case names or references.
 
 :func:`analyze_study` scores every signed report against its reference (diagnostic F1 from
-:mod:`radscribe.evaluate.structured`) and times each read from first open to signature (server
-clock), per reader and arm, with percentile bootstrap CIs; assisted vs unassisted is compared on the
+:mod:`radscribe.evaluate.structured`) and times each read from the moment the server first sent
+that reader an image of the case to their signature (server clock; one clock per reader, which
+nobody else's viewing starts), per reader and arm, with percentile bootstrap CIs; assisted vs unassisted is compared on the
 (reader, case) pairs read in both arms (paired bootstrap).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import math
-import os
 import random
 import secrets
 from dataclasses import dataclass, field
@@ -45,11 +45,12 @@ from typing import Any
 import yaml
 
 from radscribe.data.manifest import atomic_write
+from radscribe.serve.accounts import NAME_PATTERN
 from radscribe.templates import FilledTemplate, TemplateParseError, list_templates, load_template, parse, render
 from radscribe.types import SchemaError
 
 PLAN_FILE = "study.json"
-TOKENS_FILE = "reader-tokens.txt"
+ACCOUNTS_FILE = "reader-accounts.txt"
 ARMS = ("unassisted", "assisted")
 DAY = 86_400.0
 
@@ -62,28 +63,15 @@ class StudyDefinitionError(ValueError):
         super().__init__(detail)
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 @dataclass
 class StudyPlan:
     name: str
     template: str
     seed: int
     washout_days: float
-    readers: list[str]
-    token_hashes: dict[str, str]                     # sha256(token) -> reader
+    readers: list[str]                               # reader-study participants' account names
     references: dict[str, dict[str, Any]]           # case id -> FilledTemplate dict
     assignments: list[dict[str, Any]] = field(default_factory=list)  # reader, case_id, arm, session, position, study_id
-
-    def reader_for_token(self, token: str) -> str | None:
-        digest = _token_hash(token)
-        found = None
-        for known, reader in self.token_hashes.items():
-            if hmac.compare_digest(known, digest):
-                found = reader
-        return found
 
     def locked_reason(self, storage: Any, reader: str, session: int | None) -> str | None:
         """Why ``reader`` may not open session ``session`` yet (None: open)."""
@@ -103,14 +91,14 @@ class StudyPlan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "template": self.template, "seed": self.seed, "washout_days": self.washout_days,
-            "readers": self.readers, "token_hashes": self.token_hashes, "references": self.references,
+            "readers": self.readers, "references": self.references,
             "assignments": self.assignments,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudyPlan:
         return cls(**{key: data[key] for key in (
-            "name", "template", "seed", "washout_days", "readers", "token_hashes", "references", "assignments")})
+            "name", "template", "seed", "washout_days", "readers", "references", "assignments")})
 
 
 def load_plan(folder: Path | str) -> StudyPlan | None:
@@ -139,8 +127,8 @@ def _load_definition(path: Path) -> dict[str, Any]:
     if data["template"] not in list_templates() and not Path(data["template"]).suffix:
         raise StudyDefinitionError(path, "template", f"one of {', '.join(list_templates())}", data["template"])
     readers = data["readers"]
-    if len(set(map(str, readers))) != len(readers) or not all(isinstance(r, str) and r.strip() for r in readers):
-        raise StudyDefinitionError(path, "readers", "distinct reader ids (strings)", readers)
+    if len(set(map(str, readers))) != len(readers) or not all(isinstance(r, str) and NAME_PATTERN.match(r) for r in readers):
+        raise StudyDefinitionError(path, "readers", "distinct reader names (letters, digits, '.', '_', '@', '-')", readers)
     if len(data["cases"]) < 2:
         raise StudyDefinitionError(path, "cases", "at least 2 cases (a crossover needs two blocks)", len(data["cases"]))
     washout = data.get("washout_days", 28)
@@ -188,7 +176,8 @@ def design(case_ids: list[str], readers: list[str], seed: int) -> list[dict[str,
 
 
 def create_study(definition: Path | str, out_dir: Path | str) -> tuple[StudyPlan, dict[str, str]]:
-    """Build a reader-study folder from a definition; returns the plan and each reader's token."""
+    """Build a reader-study folder from a definition; returns the plan and each reader's initial password."""
+    from radscribe.serve.accounts import Accounts
     from radscribe.serve.storage import Storage
     from radscribe.serve.uploads import UploadRejected, check_upload
 
@@ -224,23 +213,24 @@ def create_study(definition: Path | str, out_dir: Path | str) -> tuple[StudyPlan
         case_images[case["id"]] = hashes
         references[case["id"]] = _reference(case, template, base, where, source).to_dict()
     readers = [str(r) for r in data["readers"]]
-    tokens = {reader: secrets.token_urlsafe(24) for reader in readers}
+    passwords = {reader: secrets.token_urlsafe(18) for reader in readers}
+    accounts = Accounts(storage)
+    for reader, password in passwords.items():
+        accounts.add(reader, "reader", password)
     assignments = design(list(case_images), readers, int(data.get("seed", 0)))
     for row in assignments:
         row["study_id"] = storage.create_study(template, case_images[row["case_id"]], **row)
     plan = StudyPlan(
         name=str(data["name"]), template=template, seed=int(data.get("seed", 0)),
         washout_days=float(data.get("washout_days", 28)), readers=readers,
-        token_hashes={_token_hash(token): reader for reader, token in tokens.items()},
         references=references, assignments=assignments,
     )
     storage.close()
     with atomic_write(out / PLAN_FILE) as handle:
         json.dump(plan.to_dict(), handle, indent=1)
-    with atomic_write(out / TOKENS_FILE) as handle:
-        handle.write("".join(f"{reader}\t{token}\n" for reader, token in tokens.items()))
-    os.chmod(out / TOKENS_FILE, 0o600)
-    return plan, tokens
+    with atomic_write(out / ACCOUNTS_FILE) as handle:  # mkstemp: owner-readable only
+        handle.write("".join(f"{reader}\t{password}\n" for reader, password in passwords.items()))
+    return plan, passwords
 
 
 # ----------------------------------------------------------------------------------------------- analyze
@@ -257,7 +247,7 @@ class Read:
 
 
 def collect_reads(study_dir: Path | str) -> tuple[StudyPlan, list[Read], int]:
-    """Signed reads with their open-to-sign time, and how many assigned reads are not signed."""
+    """Signed reads with their time from the reader's first view to signature, and how many assigned reads are not signed."""
     from radscribe.serve import reports
     from radscribe.serve.storage import Storage
 
@@ -270,11 +260,11 @@ def collect_reads(study_dir: Path | str) -> tuple[StudyPlan, list[Read], int]:
     try:
         for row in plan.assignments:
             signature = storage.signature(row["study_id"])
-            opened = [e["at"] for e in storage.events(row["study_id"]) if e["kind"] == "open"]
+            opened = [e["at"] for e in storage.audit_log(row["study_id"]) if e["action"] == "view-image" and e["actor"] == row["reader"]]
             if signature is None or not opened:
                 unsigned += 1
                 continue
-            edit = next(e for e in storage.edits(row["study_id"]) if e["id"] == signature["edit_id"])
+            edit = storage.edit(row["study_id"], signature["edit_id"])
             reads.append(Read(
                 row["reader"], row["case_id"], row["arm"], row["session"], signature["signed_at"] - min(opened),
                 reports.export_markdown(edit["document"], template),
@@ -356,7 +346,7 @@ def analyze_study(study_dir: Path | str, out_dir: Path | str | None = None, n_re
         "study": plan.name, "template": plan.template, "readers": plan.readers, "signed_reads": len(reads),
         "unsigned_reads": unsigned, "bootstrap": {**options, "alpha": 0.05, "method": "percentile"},
         "f1_protocol": "diagnostic-f1@radscribe-template (pooled abnormal findings vs the reference)",
-        "time": "seconds from first open to signature, server clock",
+        "time": "seconds from the server first sending the reader an image of the case to their signature, server clock",
         "groups": groups, "comparisons": comparisons,
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -405,7 +395,7 @@ def _plots(result: dict[str, Any], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for key, filename, label in (("seconds", "reading_time.png", "seconds per case (open to sign)"),
+    for key, filename, label in (("seconds", "reading_time.png", "seconds per case (first view to sign)"),
                                  ("diagnostic_f1", "diagnostic_f1.png", "diagnostic F1 vs reference")):
         readers = list(dict.fromkeys(g["reader"] for g in result["groups"]))
         figure, axes = plt.subplots(figsize=(1.6 + 1.4 * len(readers), 3.6))

@@ -1,4 +1,4 @@
-"""The report document the workstation edits, its checks, and its exports (markdown, JSON, FHIR).
+"""The report document the workstation edits, its checks, and its exports (markdown, JSON, FHIR, DICOM SR).
 
 A document is plain JSON, what the page sends and the edit log stores::
 
@@ -17,11 +17,13 @@ signing says "I agree with what is shown".
 
 from __future__ import annotations
 
-import base64
+import io
 import json
 from datetime import datetime, timezone
 from typing import Any
 
+from radscribe.infer.dicom_sr import structured_report
+from radscribe.infer.fhir import build_diagnostic_report, impression_field
 from radscribe.templates import FilledTemplate, GroundedFinding, Template, render, validate
 from radscribe.types import Box, SchemaError
 
@@ -29,7 +31,6 @@ DECISIONS = ("pending", "accepted", "rejected")
 # Problems that make a save meaningless (a value the field can never hold); a blank required field is
 # only incomplete: it is saved, and signing waits until it is filled.
 INCOMPLETE_CODES = frozenset({"blank-required", "missing-field", "missing-section"})
-DIAGNOSTIC_IMAGING_LOINC = ("http://loinc.org", "18748-4", "Diagnostic imaging study")
 
 
 class DocumentError(ValueError):
@@ -38,16 +39,6 @@ class DocumentError(ValueError):
     def __init__(self, errors: dict[str, list[str]]):
         self.errors = errors
         super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
-
-
-def impression_field(template: Template) -> str | None:
-    """The ``section.field`` id of the template's free-text impression, if it has one."""
-    for section in template.sections:
-        if section.id == "impression":
-            for item in section.fields:
-                if item.kind == "text":
-                    return f"{section.id}.{item.id}"
-    return None
 
 
 def scalar_fields(template: Template) -> list[str]:
@@ -250,65 +241,30 @@ def export_json(study: dict[str, Any], document: dict[str, Any], template: Templ
 
 
 def export_fhir(study: dict[str, Any], document: dict[str, Any], template: Template, signature: dict | None, version: int) -> dict[str, Any]:
-    """A FHIR R4 ``DiagnosticReport`` with one contained ``Observation`` per filled field.
+    """A FHIR R4 ``DiagnosticReport`` (validated; :mod:`radscribe.infer.fhir`): ``final`` once signed.
 
     The markdown and the full JSON export (boxes included: FHIR has no box type) ride along as
-    ``presentedForm`` attachments. Signed reports are ``final``, others ``preliminary``.
+    ``presentedForm`` attachments.
     """
-    filled = to_filled(document, template)
-    observations = []
-    for section in template.sections:
-        for spec in section.fields:
-            field_id = f"{section.id}.{spec.id}"
-            value = filled.get(field_id)
-            if value is None or spec.kind == "findings" or field_id == impression_field(template):
-                continue
-            observation: dict[str, Any] = {
-                "resourceType": "Observation",
-                "id": f"obs-{len(observations) + 1}",
-                "status": "final" if signature else "preliminary",
-                "code": {"text": f"{section.title}: {spec.label}", "coding": [{"system": "urn:radscribe:template:" + template.name, "code": field_id}]},
-            }
-            if spec.kind == "number" and isinstance(value, (int, float)):
-                observation["valueQuantity"] = {"value": value, **({"unit": spec.unit} if spec.unit else {})}
-            else:
-                observation["valueString"] = str(value)
-            observations.append(observation)
-        for spec in section.fields:
-            if spec.kind != "findings":
-                continue
-            for index, item in enumerate(filled.get(f"{section.id}.{spec.id}") or []):
-                observations.append({
-                    "resourceType": "Observation",
-                    "id": f"obs-{len(observations) + 1}",
-                    "status": "final" if signature else "preliminary",
-                    "code": {"text": f"{spec.label}: {spec.item_label} {index + 1}",
-                             "coding": [{"system": "urn:radscribe:template:" + template.name, "code": f"{section.id}.{spec.id}[{index}]"}]},
-                    "component": [
-                        {"code": {"text": sub.label}, **({"valueQuantity": {"value": item.values[sub.id], **({"unit": sub.unit} if sub.unit else {})}}
-                                                        if sub.kind == "number" and isinstance(item.values.get(sub.id), (int, float))
-                                                        else {"valueString": str(item.values.get(sub.id))})}
-                        for sub in spec.fields if item.values.get(sub.id) is not None
-                    ],
-                })
-    markdown = render(filled, template)
     full = export_json(study, document, template, signature, version)
-    report: dict[str, Any] = {
-        "resourceType": "DiagnosticReport",
-        "id": study["id"],
-        "status": "final" if signature else "preliminary",
-        "code": {"coding": [{"system": DIAGNOSTIC_IMAGING_LOINC[0], "code": DIAGNOSTIC_IMAGING_LOINC[1], "display": DIAGNOSTIC_IMAGING_LOINC[2]}],
-                 "text": template.title},
-        "contained": observations,
-        "result": [{"reference": f"#{o['id']}"} for o in observations],
-        "conclusion": document["impression"],
-        "presentedForm": [
-            {"contentType": "text/markdown", "title": template.title, "data": base64.b64encode(markdown.encode()).decode()},
-            {"contentType": "application/json", "title": "radscribe report (with boxes)",
-             "data": base64.b64encode(json.dumps(full).encode()).decode()},
-        ],
-    }
-    if signature:
-        report["issued"] = _iso(signature["signed_at"])
-        report["resultsInterpreter"] = [{"display": signature["signer"]}]
-    return report
+    return build_diagnostic_report(
+        to_filled(document, template), template, report_id=study["id"], identifier=study["id"], final=signature is not None,
+        markdown=full["markdown"], impression=document["impression"],
+        issued=datetime.fromtimestamp(signature["signed_at"], timezone.utc) if signature else None,
+        interpreter=signature["signer"] if signature else None,
+        attachments=[("application/json", "radscribe report (with boxes)", json.dumps(full).encode())],
+    )
+
+
+def export_sr(document: dict[str, Any], template: Template, signature: dict | None, source: Any) -> bytes:
+    """A DICOM Comprehensive 3D SR (TID 1500; :mod:`radscribe.infer.dicom_sr`) referencing the study's DICOM ``source``."""
+    report = structured_report(
+        to_filled(document, template), template,
+        [Box.from_dict(b) for b in document["boxes"] if b["decision"] != "rejected"], source,
+        impression=document["impression"],
+        signer=signature["signer"] if signature else None,
+        signed_at=datetime.fromtimestamp(signature["signed_at"], timezone.utc) if signature else None,
+    )
+    buffer = io.BytesIO()
+    report.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -14,6 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from radscribe.data.images import read_image_size
 from radscribe.grounding import BoxCodec, create_codec
 from radscribe.tasks.example import Example
@@ -87,10 +89,15 @@ def _skeleton(template: str) -> str:
 
 @register_task("structured_report")
 def structured_report(
-    study: Study, manifest_dir: Path, codec: BoxCodec, skeleton_in_prompt: bool = False, allow_text_only: bool = False
+    study: Study, manifest_dir: Path, codec: BoxCodec, skeleton_in_prompt: bool = False, allow_text_only: bool = False,
+    templates: Sequence[str] | None = None,
 ) -> list[Example]:
-    """MGSL: the target is the filled markdown template; optionally the prompt shows its blank skeleton."""
-    if not (study.structured or "").strip():
+    """MGSL: the target is the filled markdown template; optionally the prompt shows its blank skeleton.
+
+    ``templates`` keeps only studies filled with one of these templates (e.g. ``[chest-pa]`` when the
+    spine template is computed from boxes instead of generated).
+    """
+    if not (study.structured or "").strip() or (templates is not None and study.template not in templates):
         return []
     image = _image(study, manifest_dir, 0)
     if image is None and not allow_text_only:
@@ -140,10 +147,11 @@ def grounded_report(study: Study, manifest_dir: Path, codec: BoxCodec) -> list[E
 
 
 @register_task("phrase_grounding")
-def phrase_grounding(study: Study, manifest_dir: Path, codec: BoxCodec) -> list[Example]:
+def phrase_grounding(study: Study, manifest_dir: Path, codec: BoxCodec, labels: Sequence[str] | None = None) -> list[Example]:
     """One example per distinct label and image: the phrase in, all its boxes (reading order) out.
 
     Regions missing from the boxes but derivable from their parts (the spine column) count as labels.
+    ``labels`` keeps only these phrases (e.g. ``[vertebra]`` without the level names).
     """
     examples = []
     for index in sorted({box.image for box in study.boxes}):
@@ -155,12 +163,63 @@ def phrase_grounding(study: Study, manifest_dir: Path, codec: BoxCodec) -> list[
         for region in region_boxes(study, index):
             groups.setdefault(region.label, [region])
         for label, group in groups.items():
-            if not label.strip():
+            if not label.strip() or (labels is not None and label not in labels):
                 continue
             target = codec.encode_phrase(label, group, size)
             metadata = _box_metadata(codec, size, group, phrase=label, image=index)
             examples.append(Example("phrase_grounding", study.id, (path,), prompt("phrase_grounding", phrase=label), target, metadata))
     return examples
+
+
+@register_task("detected_grounding")
+def detected_grounding(
+    study: Study, manifest_dir: Path, codec: BoxCodec, labels: Sequence[str] = ("vertebra",), jitter: float = 0.1,
+    drop: float = 0.05, extra: float = 0.1, seed: int = 0,
+) -> list[Example]:
+    """Phrase grounding with a detector's boxes in the prompt (PromptMRG-style); the target is the true boxes.
+
+    Training data has no detector output, so the prompt holds the true boxes perturbed the way a
+    detector errs (:func:`perturb_boxes`; seeded by ``seed`` and the study, and drawn afresh by the
+    trainer's augmentation); at inference the detector's boxes take their place.
+    """
+    examples = []
+    for example in phrase_grounding(study, manifest_dir, codec, labels):
+        phrase = example.metadata["phrase"]
+        boxes = [Box.from_dict(box) for box in example.metadata["boxes"]]
+        rng = np.random.default_rng([seed, *study.id.encode()])
+        proposals = perturb_boxes(boxes, rng, jitter, drop, extra)
+        size = tuple(example.metadata["image_size"])
+        metadata = {**example.metadata, "perturbation": {"jitter": jitter, "drop": drop, "extra": extra}}
+        examples.append(Example("detected_grounding", study.id, example.images,
+                                detected_prompt(phrase, proposals, size, codec), example.target, metadata))
+    return examples
+
+
+def detected_prompt(phrase: str, proposals: Sequence[Box], image_size: tuple[int, int], codec: BoxCodec) -> str:
+    """The detected-grounding prompt for ``proposals`` (normalised on the image the model sees)."""
+    detected = codec.encode_phrase(phrase, reading_order(proposals), image_size) if proposals else "none"
+    return prompt("detected_grounding", phrase=phrase, proposals=detected)
+
+
+def perturb_boxes(boxes: Sequence[Box], rng: np.random.Generator, jitter: float, drop: float, extra: float) -> list[Box]:
+    """Boxes as a detector might return them: each edge moved by N(0, ``jitter`` x box height), each box
+    missed with probability ``drop``, and with probability ``extra`` at each end of the chain one more box
+    one spacing beyond it (detectors add the unlabelled vertebra past either end of a labelled chain)."""
+    ordered = reading_order(boxes)
+    out = []
+    for box in ordered:
+        if rng.random() < drop:
+            continue
+        noise = rng.normal(0.0, jitter * box.height, 4)
+        out.append(Box.from_xyxy(box.label, [v + n for v, n in zip(box.xyxy, noise)], source="perturbed"))
+    if len(ordered) >= 2:
+        for end, neighbour in ((ordered[0], ordered[1]), (ordered[-1], ordered[-2])):
+            if rng.random() < extra:
+                dx, dy = end.center[0] - neighbour.center[0], end.center[1] - neighbour.center[1]
+                shifted = (end.x_min + dx, end.y_min + dy, end.x_max + dx, end.y_max + dy)
+                if all(0.0 <= v <= 1.0 for v in shifted):
+                    out.append(Box.from_xyxy(end.label, shifted, source="perturbed"))
+    return [box for box in out if box.width > 0 and box.height > 0]
 
 
 @register_task("vqa")

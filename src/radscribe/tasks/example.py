@@ -13,7 +13,7 @@ from typing import Any, overload
 class Example:
     task: str
     study_id: str
-    images: tuple[Path, ...]  # absolute paths
+    images: tuple[Any, ...]  # absolute paths (or decoded Radiographs, e.g. augmented in training)
     prompt: str
     target: str
     metadata: dict[str, Any] = field(default_factory=dict)

@@ -16,6 +16,7 @@ PROMPT_FIELDS: dict[str, frozenset[str]] = {
     "report_indication": frozenset({"indication"}),
     "grounded_report": frozenset(),
     "phrase_grounding": frozenset({"phrase"}),
+    "detected_grounding": frozenset({"phrase", "proposals"}),
     "vqa": frozenset({"question"}),
     "region": frozenset({"region"}),
 }

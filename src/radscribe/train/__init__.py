@@ -7,7 +7,7 @@ the nearest training report, saved in the run folder for reuse at inference.
 
 from radscribe.train.ablation import ablation_settings, run_ablation
 from radscribe.train.config import ConfigError, StageSection, TrainConfig, config_from_dict, load_config
-from radscribe.train.data import Datasets, SplitData, MixtureSampler, mixture_probabilities
+from radscribe.train.data import Datasets, SplitData
 from radscribe.train.loop import TrainResult, train
 from radscribe.train.reference import ReferenceIndex, with_reference
 
@@ -17,13 +17,11 @@ __all__ = [
     "ReferenceIndex",
     "SplitData",
     "StageSection",
-    "MixtureSampler",
     "TrainConfig",
     "TrainResult",
     "ablation_settings",
     "config_from_dict",
     "load_config",
-    "mixture_probabilities",
     "run_ablation",
     "train",
     "with_reference",

@@ -1,10 +1,11 @@
-"""`radscribe ablate`: train each curriculum setting with the same step budget and tabulate validation results.
+"""`radscribe ablate`: train each setting with the same step budget and tabulate validation results.
 
 Settings come from the recipe's ``ablation`` list, or by default: the first stage alone, each longer
-prefix of the stages, and all stages without the memory adapter (``memory_slots: 0``). Every setting
-gets the budget of the full curriculum (the sum of its stages' steps), shared among its own stages in
-proportion to their configured steps. Each setting is a normal run folder, so an interrupted
-ablation picks up where it stopped.
+prefix of the stages, and all stages without the memory adapter (``memory_slots: 0``). A setting may
+also change any recipe key (``set: ["model.overrides.vision.pretrained=false", "augment=null"]``), to
+measure one lever at a time. Every setting gets the budget of the full curriculum (the sum of its
+stages' steps), shared among its own stages in proportion to their configured steps. Each setting is
+a normal run folder, so an interrupted ablation picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from radscribe.data.manifest import atomic_write
-from radscribe.train.config import StageSection, TrainConfig
+from radscribe.train.config import StageSection, TrainConfig, apply_override, config_from_dict
 from radscribe.train.loop import RESULT_FILE, train
 
 
@@ -30,11 +31,12 @@ def ablation_settings(config: TrainConfig) -> list[dict[str, Any]]:
     return settings
 
 
-def setting_config(config: TrainConfig, setting: dict[str, Any]) -> TrainConfig:
-    """The recipe for one setting: its stages, rescaled to the full budget; its memory choice."""
+def setting_config(config: TrainConfig, setting: dict[str, Any], budget: int | None = None) -> TrainConfig:
+    """The recipe for one setting: its stages, rescaled to the budget (default: the full curriculum's
+    steps); its memory choice and recipe changes."""
     derived = copy.deepcopy(config)
     stages = config.resolved_stages()
-    budget = sum(stage.steps for stage in stages)
+    budget = budget or sum(stage.steps for stage in stages)
     chosen: list[StageSection] = [s for s in stages if s.name in (setting.get("stages") or [s.name for s in stages])]
     configured = sum(stage.steps for stage in chosen)
     steps = [max(1, round(budget * stage.steps / configured)) for stage in chosen]
@@ -43,16 +45,24 @@ def setting_config(config: TrainConfig, setting: dict[str, Any]) -> TrainConfig:
     if "memory_slots" in setting:
         derived.model.memory_slots = setting["memory_slots"]
     derived.ablation = None
+    if setting.get("set"):
+        raw = derived.to_dict()
+        for override in setting["set"]:
+            apply_override(raw, override, f"ablation setting '{setting['name']}'")
+        derived = config_from_dict(raw, f"ablation setting '{setting['name']}'")
     return derived
 
 
-def run_ablation(config: TrainConfig, out_dir: Path | str, **train_kwargs: Any) -> list[dict[str, Any]]:
-    """Train every setting into ``out_dir/<setting>`` and write ``ablation.json`` and ``ablation.md``."""
+def run_ablation(config: TrainConfig, out_dir: Path | str, budget: int | None = None, **train_kwargs: Any) -> list[dict[str, Any]]:
+    """Train every setting into ``out_dir/<setting>`` and write ``ablation.json`` and ``ablation.md``.
+
+    ``budget``: optimiser steps per setting (a reduced budget for a quick comparison); default the recipe's.
+    """
     out_dir = Path(out_dir)
     rows = []
     for setting in ablation_settings(config):
         run_dir = out_dir / _folder_name(setting["name"])
-        derived = setting_config(config, setting)
+        derived = setting_config(config, setting, budget)
         result_path = run_dir / RESULT_FILE
         if not result_path.exists():  # finished settings are read back, not retrained
             train(derived, run_dir, resume=run_dir.exists(), **train_kwargs)
@@ -61,6 +71,7 @@ def run_ablation(config: TrainConfig, out_dir: Path | str, **train_kwargs: Any) 
             "setting": setting["name"],
             "stages": [f"{s.name}:{s.steps}" for s in derived.stages],
             "memory_slots": derived.model.memory_slots,
+            "set": list(setting.get("set") or []),
             "steps": result["steps"],
             "valid": result["last_valid"],
             "run_dir": str(run_dir),
@@ -76,12 +87,13 @@ def ablation_table(rows: list[dict[str, Any]]) -> str:
     """A markdown table: one row per setting; validation loss overall, per task, and generation metrics."""
     tasks = sorted({t for r in rows if r["valid"] for t in r["valid"].get("task_loss", {})})
     metrics = sorted({m for r in rows if r["valid"] for m in r["valid"].get("generation", {}) if m != "examples"})
-    header = ["setting", "stages (steps)", "memory", "valid loss", *(f"loss {t}" for t in tasks), *metrics]
+    header = ["setting", "stages (steps)", "memory", "changes", "valid loss", *(f"loss {t}" for t in tasks), *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         valid = row["valid"] or {}
         memory = "default" if row["memory_slots"] is None else str(row["memory_slots"])
-        cells = [row["setting"], ", ".join(row["stages"]), memory, _fmt(valid.get("loss"))]
+        changes = ", ".join(f"`{change}`" for change in row.get("set", [])) or "-"
+        cells = [row["setting"], ", ".join(row["stages"]), memory, changes, _fmt(valid.get("loss"))]
         cells += [_fmt(valid.get("task_loss", {}).get(t)) for t in tasks]
         cells += [_fmt(valid.get("generation", {}).get(m)) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")

@@ -8,7 +8,6 @@ a run killed mid-write leaves either the previous checkpoint or the new one, nev
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import shutil
@@ -17,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from radscribe.data.manifest import atomic_folder
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.pt"
@@ -45,34 +46,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def replace_dir(temporary: Path, target: Path) -> None:
-    """Rename a finished folder over ``target`` (a folder cannot be renamed over a non-empty one)."""
-    old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(temporary, target)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def fresh_temporary(parent: Path, name: str) -> Path:
-    temporary = parent / f".{name}.tmp"
-    if temporary.exists():
-        shutil.rmtree(temporary)  # left by a run killed mid-write
-    temporary.mkdir(parents=True)
-    return temporary
-
-
 def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
     parent = Path(run_dir) / CHECKPOINT_DIR
     parent.mkdir(parents=True, exist_ok=True)
-    name = f"step-{step:08d}"
-    temporary = fresh_temporary(parent, name)
-    torch.save(state, temporary / STATE_FILE)
-    target = parent / name
-    replace_dir(temporary, target)
+    target = parent / f"step-{step:08d}"
+    with atomic_folder(target) as temporary:
+        torch.save(state, temporary / STATE_FILE)
     for stale in list_checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(stale)
     return target
@@ -98,6 +77,5 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
 
 def save_model_dir(model: Any, target: Path) -> None:
     """``model.save_pretrained`` into ``target``, atomically."""
-    temporary = fresh_temporary(target.parent, target.name)
-    model.save_pretrained(temporary)
-    replace_dir(temporary, target)
+    with atomic_folder(target) as temporary:
+        model.save_pretrained(temporary)

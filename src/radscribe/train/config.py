@@ -18,6 +18,10 @@ from typing import Any
 
 import yaml
 
+from radscribe.tasks import TASKS
+from radscribe.train.augment import AugmentSection
+
+RECIPE_KINDS = ("vlm", "detector")
 STAGE_KINDS = ("pairing", "reference", "grounding")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -53,7 +57,8 @@ class DataSection:
     train_split: str | None = "train"  # keep only studies of this split; null keeps every study
     valid_split: str | None = "valid"
     tasks: dict[str, float] = field(default_factory=lambda: {"structured_report": 1.0})
-    temperature: float = 1.0  # mixture temperature: p(task) ~ weight ** (1 / temperature)
+    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per task, e.g. {phrase_grounding: {labels: [vertebra]}}
+    temperature: float = 1.0  # RadGrounder dynamic sampling: p(task) ~ (weight * examples) ** (1 / temperature)
     codec: str | None = None  # box codec for grounded tasks; None uses the model's own
     max_train_studies: int | None = None
     max_valid_studies: int | None = None
@@ -125,6 +130,7 @@ class StageSection:
 class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
+    augment: AugmentSection | None = None  # box-moving image augmentation of training examples; None: off
     optim: OptimSection = field(default_factory=OptimSection)
     eval: EvalSection = field(default_factory=EvalSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
@@ -157,6 +163,19 @@ class TrainConfig:
 
 def load_config(path: Path | str, overrides: list[str] | None = None) -> TrainConfig:
     """Read a recipe from YAML, apply ``key.path=value`` overrides, validate and resolve paths."""
+    return config_from_dict(read_recipe(path, overrides), str(path))
+
+
+def recipe_kind(path: Path | str) -> str:
+    """``vlm`` (the default) or ``detector``: the top-level ``kind`` key of a recipe file."""
+    kind = read_recipe(path).get("kind", "vlm")
+    if kind not in RECIPE_KINDS:
+        raise ConfigError(str(path), "kind", f"one of {', '.join(RECIPE_KINDS)}", kind)
+    return kind
+
+
+def read_recipe(path: Path | str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The raw mapping of a recipe file with ``key.path=value`` overrides applied (not yet validated)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -170,22 +189,28 @@ def load_config(path: Path | str, overrides: list[str] | None = None) -> TrainCo
         raise ConfigError(str(path), "", "a mapping at the top level", type(raw).__name__)
     for override in overrides or []:
         apply_override(raw, override, str(path))
-    return config_from_dict(raw, str(path))
+    return raw
+
+
+def build_section(cls: type, raw: Any, source: str) -> Any:
+    """A recipe dataclass from a raw mapping, with type checks whose errors name the file and key."""
+    return _build(cls, raw, "", source)
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> TrainConfig:
+    raw = {key: value for key, value in raw.items() if key != "kind"}
     config = _build(TrainConfig, raw, "", source)
     _check(config, source)
     for key in ("train", "valid"):
         value = getattr(config.data, key)
         if isinstance(value, str):
-            setattr(config.data, key, _resolve_path(value))
+            setattr(config.data, key, resolve_path(value))
         elif value is not None:
-            setattr(config.data, key, [_resolve_path(item) for item in value])
+            setattr(config.data, key, [resolve_path(item) for item in value])
     return config
 
 
-def _resolve_path(path: str) -> str:
+def resolve_path(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
@@ -319,6 +344,8 @@ def _check(config: TrainConfig, source: str) -> None:
     )
     require(config.data.temperature > 0, "data.temperature", "a positive number", config.data.temperature)
     _check_tasks(config.data.tasks, "data.tasks", require)
+    for task in config.data.task_options:
+        require(task in TASKS, f"data.task_options.{task}", f"a task from {', '.join(TASKS)}", task)
     require(config.eval.every >= 1, "eval.every", "an integer >= 1", config.eval.every)
     if config.eval.generation is not None and config.eval.generation.metrics:
         # A misspelt metric would otherwise surface only at the first validation, after real training time.
@@ -352,8 +379,11 @@ def _check(config: TrainConfig, source: str) -> None:
     for index, setting in enumerate(config.ablation or []):
         key = f"ablation[{index}]"
         require(isinstance(setting, dict) and isinstance(setting.get("name"), str), key, "a mapping with a 'name'", setting)
-        unknown = sorted(set(setting) - {"name", "stages", "memory_slots"})
-        require(not unknown, f"{key}.{unknown[0] if unknown else ''}", "one of the keys name, stages, memory_slots", setting)
+        unknown = sorted(set(setting) - {"name", "stages", "memory_slots", "set"})
+        require(not unknown, f"{key}.{unknown[0] if unknown else ''}", "one of the keys name, stages, memory_slots, set", setting)
+        overrides = setting.get("set")
+        require(overrides is None or (isinstance(overrides, list) and all(isinstance(o, str) and "=" in o for o in overrides)),
+                f"{key}.set", "a list of recipe overrides 'section.key=value'", overrides)
         stages = setting.get("stages")
         require(
             stages is None or (isinstance(stages, list) and all(s in names for s in stages)),

@@ -1,14 +1,13 @@
-"""Training data: manifests -> task examples, and the seeded task mixture that draws each global batch.
+"""Training data: manifests -> task examples, and how one global batch is split over ranks and micro-batches.
 
-The mixture lives here rather than as an iterator so that its whole state is one ``torch.Generator``
-state: a checkpoint stores it, and a resumed run draws exactly the batches an uninterrupted run
-would have drawn. Every rank draws the same global batch and keeps its own slice of it.
+Each global batch is drawn by :class:`radscribe.tasks.TaskMixture` (RadGrounder's dynamic sampling,
+seeded and resumable from its state dict); every rank draws the same global batch and keeps its own
+slice of it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,14 +44,16 @@ def load_split(
     codec: Any,
     split: str | None = None,
     max_studies: int | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> SplitData:
-    """Read a manifest (keeping only ``split``'s studies if given) and build the tasks' examples with radscribe.tasks.
+    """Read a manifest (keeping only ``split``'s studies if given) and build the tasks' examples with radscribe.tasks
+    (``options`` per task, as :func:`radscribe.tasks.build_examples` takes them).
 
     A list of manifests (spine, chest, VQA...) is read manifest by manifest and concatenated;
     ``max_studies`` then applies to each manifest.
     """
     if not isinstance(manifest, (str, Path)):
-        parts = [load_split(one, tasks, codec, split, max_studies) for one in manifest]
+        parts = [load_split(one, tasks, codec, split, max_studies, options) for one in manifest]
         return SplitData(
             studies=[study for part in parts for study in part.studies],
             examples=[example for part in parts for example in part.examples],
@@ -79,51 +80,8 @@ def load_split(
         )
         for study in studies
     ]
-    examples = build_examples(studies, manifest.resolve().parent, list(tasks), codec)
+    examples = build_examples(studies, manifest.resolve().parent, list(tasks), codec, options)
     return SplitData(studies=studies, examples=list(examples))
-
-
-def mixture_probabilities(sizes: dict[str, int], weights: dict[str, float], temperature: float) -> dict[str, float]:
-    """p(task) proportional to weight ** (1 / temperature) over the tasks that have examples.
-
-    Temperature 1 samples by the recipe's weights; a large temperature flattens towards uniform,
-    the usual way to keep small tasks from being drowned by large ones.
-    """
-    present = {task: weight for task, weight in weights.items() if sizes.get(task, 0) > 0}
-    if not present:
-        raise ValueError(f"none of the tasks {sorted(weights)} has any example (examples per task: {sizes})")
-    scaled = {task: weight ** (1.0 / temperature) for task, weight in present.items()}
-    total = sum(scaled.values())
-    return {task: value / total for task, value in scaled.items()}
-
-
-class MixtureSampler:
-    """Draws global batches: a task per slot by the mixture probabilities, then an example of that task."""
-
-    def __init__(self, datasets: dict[str, list[Any]], weights: dict[str, float], temperature: float, seed: int):
-        self.datasets = datasets
-        self.probabilities = mixture_probabilities({t: len(e) for t, e in datasets.items()}, weights, temperature)
-        self.tasks = list(self.probabilities)
-        self._weights = torch.tensor([self.probabilities[t] for t in self.tasks], dtype=torch.float64)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.counts: Counter[str] = Counter()
-
-    def sample(self, batch_size: int) -> list[Any]:
-        choices = torch.multinomial(self._weights, batch_size, replacement=True, generator=self.generator).tolist()
-        batch = []
-        for choice in choices:
-            task = self.tasks[choice]
-            index = int(torch.randint(len(self.datasets[task]), (1,), generator=self.generator))
-            batch.append(self.datasets[task][index])
-            self.counts[task] += 1
-        return batch
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "counts": dict(self.counts)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self.counts = Counter(state["counts"])
 
 
 def rank_slice(batch: Sequence[Any], rank: int, world_size: int) -> list[Any]:

@@ -72,8 +72,10 @@ def generation_metrics(model: Any, pool: dict[str, list[Any]], settings: EvalSec
     examples = examples[: generation.max_examples]
     if not examples:
         return {}
+    # The same prompt as in training: the task token included.
     hypotheses = model.generate(
-        [e.images[0] for e in examples], [e.prompt for e in examples], max_new_tokens=generation.max_new_tokens
+        [e.images[0] for e in examples], [e.prompt for e in examples], max_new_tokens=generation.max_new_tokens,
+        tasks=[e.task for e in examples],
     )
     references = [e.target for e in examples]
     out: dict[str, Any] = {"examples": len(examples)}

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +27,11 @@ import torch
 
 from radscribe.data.manifest import atomic_write
 from radscribe.train import checkpoint as ckpt
+from radscribe.train.augment import ExampleAugmenter
 from radscribe.train.config import ModelSection, StageSection, TrainConfig, save_config
+from radscribe.tasks import TaskMixture
 from radscribe.train.data import (
     Datasets,
-    MixtureSampler,
     count_loss_tokens,
     load_split,
     micro_batches,
@@ -49,6 +52,7 @@ REFERENCES_FILE = "references.json"
 RESULT_FILE = "result.json"
 
 ModelFactory = Callable[..., torch.nn.Module]
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -102,16 +106,7 @@ def _train(
     datasets: Datasets | None,
     stop_at_step: int | None,
 ) -> TrainResult:
-    # --- run folder and recipe -------------------------------------------------------------
-    latest = ckpt.latest_checkpoint(run_dir)
-    if latest is not None and not resume:
-        raise FileExistsError(f"{run_dir} already holds checkpoints; resume it (--resume {run_dir}) or choose another run folder")
-    if ddp.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-        if latest is None:  # a fresh run: drop what an attempt killed before its first checkpoint left behind
-            clear_outputs(run_dir)
-    ddp.barrier()
+    latest = _prepare_run_dir(config, run_dir, resume, ddp)
 
     # --- determinism: same seed, same model, same batches, same result ---------------------
     seed_everything(config.seed)
@@ -134,145 +129,200 @@ def _train(
             f"optim.batch_size ({config.optim.batch_size}) must be a multiple of ranks x optim.grad_accum "
             f"({ddp.world_size} x {config.optim.grad_accum})"
         )
-
-    # --- where to start: a fresh run, or the latest checkpoint -------------------------------
-    state = ckpt.load_checkpoint(latest) if latest is not None else None
-    log = RunLog(run_dir, config.logging, enabled=ddp.is_main)
-    position = {"stage": 0, "stage_step": 0, "step": 0}
-    early = {"best": None, "bad_evals": 0}
-    if state is not None:
-        model.load_state_dict(state["model"])
-        position, early = state["position"], state["early_stopping"]
-        log.truncate_after(position["step"])
-    step = position["step"]
-    stage_summaries: list[dict[str, Any]] = state["stage_summaries"] if state else []
-    last_valid: dict[str, Any] | None = state.get("last_valid") if state else None
-    stopped_early = interrupted = False
     # backbones carry parameters a given batch does not reach (a vision pooling head, the memory adapter
     # of a text-only task), which DDP must be told to expect
     train_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if ddp.enabled else model
-    progress = StepProgress(sum(s.steps for s in stages), step, enabled=ddp.is_main)
+    augmenter = None
+    if config.augment is not None and config.augment.enabled:
+        from radscribe.grounding import create_codec
+
+        augmenter = ExampleAugmenter(config.augment, create_codec(config.data.codec or model.codec_name))
+
+    # --- where to start: a fresh run, or the latest checkpoint -------------------------------
+    saved = ckpt.load_checkpoint(latest) if latest is not None else None
+    log = RunLog(run_dir, config.logging, enabled=ddp.is_main)
+    run = _RunState()
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        run = _RunState(saved["position"], saved["early_stopping"], saved["stage_summaries"], saved.get("last_valid"))
+        log.truncate_after(run.position["step"])
+    step = run.position["step"]
+    progress = StepProgress(sum(s.steps for s in stages), step, config.logging.log_every, enabled=ddp.is_main)
+    interrupted = False
 
     for stage_index, stage in enumerate(stages):
-        if stage_index < position["stage"]:
+        if stage_index < run.position["stage"]:
             continue
-        resuming_stage = state is not None and stage_index == position["stage"] and position["stage_step"] > 0
-        stage_step = position["stage_step"] if stage_index == position["stage"] else 0
+        resuming_stage = saved is not None and stage_index == run.position["stage"] and run.position["stage_step"] > 0
+        stage_step = run.position["stage_step"] if stage_index == run.position["stage"] else 0
 
         references = prepare_references(model, datasets, run_dir, ddp) if stage.reference else {}
         train_pool = stage_pool(train_by_task, stage, references)
         valid_pool = stage_pool(valid_by_task, stage, references)
-        mixture = MixtureSampler(train_pool, stage.tasks, config.data.temperature, seed=config.seed + stage_index)
+        weights = {task: weight for task, weight in stage.tasks.items() if task in train_pool}
+        mixture = TaskMixture(train_pool, weights, config.data.temperature, seed=config.seed + stage_index)
         optimizer = make_optimizer(model, config.optim, stage.lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, warmup_cosine(stage.steps, config.optim.warmup_steps, config.optim.min_lr_ratio)
         )
         if resuming_stage:
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            mixture.load_state_dict(state["mixture"])
-        if state is not None and stage_index == position["stage"]:
-            ckpt.set_rng_state(state["rng"][ddp.rank] if len(state["rng"]) == ddp.world_size else state["rng"][0])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            mixture.load_state_dict(saved["mixture"])
+        if saved is not None and stage_index == run.position["stage"]:
+            ckpt.set_rng_state(saved["rng"][ddp.rank] if len(saved["rng"]) == ddp.world_size else saved["rng"][0])
         if stage_step == 0:
-            early = {"best": None, "bad_evals": 0}  # validation prompts change between stages: losses do not compare
+            run.early = {"best": None, "bad_evals": 0}  # validation prompts change between stages: losses do not compare
             log.write({"kind": "stage", "step": step, "stage": stage.name, "stage_kind": stage.kind,
                        "tasks": mixture.probabilities, "reference": stage.reference})
 
         stage_done = stopped_early = False
         while not stage_done:
-            # --- one optimiser step on one global batch -----------------------------------
-            started = time.perf_counter()
-            model.train()
-            global_batch = mixture.sample(config.optim.batch_size)
-            micro = micro_batches(rank_slice(global_batch, ddp.rank, ddp.world_size), config.optim.grad_accum)
-            batches = [to_device(model.collate(examples), device) for examples in micro]
-            tokens = [count_loss_tokens(batch) for batch in batches]
-            global_tokens = ddp.all_reduce_sum(torch.tensor(float(sum(tokens)), dtype=torch.float64)).item()
-            if global_tokens == 0:
-                raise ValueError(
-                    f"step {step + 1} (stage '{stage.name}'): no target token is left in the batch; the prompts fill the "
-                    "model's max_length (shorten stages[].reference_max_chars or raise model.overrides.max_length)"
-                )
-            loss_sum = torch.zeros((), dtype=torch.float64)
-            task_sums: dict[str, list[float]] = {}
-            for index, (batch, examples, count) in enumerate(zip(batches, micro, tokens)):
-                syncing = index == len(batches) - 1 or not ddp.enabled
-                with contextlib.nullcontext() if syncing else train_model.no_sync():
-                    with autocast():
-                        output = train_model(**batch)
-                    # DDP averages gradients over ranks, hence the world-size factor
-                    (output.loss.float() * (count * ddp.world_size / global_tokens)).backward()
-                loss_sum += output.loss.detach().double().cpu() * count
-                _add_task_losses(task_sums, examples, output, batch)
-            grad_norm = None
-            if config.optim.grad_clip is not None:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip))
-            lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            global_batch = [mixture.sample() for _ in range(config.optim.batch_size)]
+            if augmenter is not None:  # seeded by (step, slot): a resumed run augments exactly as before
+                global_batch = [augmenter(example, config.seed * 1_000_003 + step * 1009 + slot) for slot, example in enumerate(global_batch)]
+            record = train_step(model, train_model, global_batch, config, ddp, device, autocast, optimizer, scheduler)
             step += 1
             stage_step += 1
-
-            loss = ddp.all_reduce_sum(loss_sum).item() / global_tokens
-            record = {"kind": "train", "step": step, "stage": stage.name, "loss": loss, "lr": lr,
-                      "task_loss": _reduce_task_losses(task_sums, ddp), "grad_norm": grad_norm,
-                      "examples_per_s": config.optim.batch_size / (time.perf_counter() - started)}
+            record.update(step=step, stage=stage.name)
             if step % config.logging.log_every == 0:
                 log.write(record)
-            progress.update(step, f"{stage.name} loss {loss:.4f} lr {lr:.2e}")
+            progress.update(step, stage.name, record)
 
-            # --- periodic validation, best model, early stopping -----------------------------
             stage_done = stage_step >= stage.steps
             if valid_pool and (step % config.eval.every == 0 or stage_done):
-                with torch.random.fork_rng(devices=[]):  # evaluation must not move the training RNG
-                    last_valid = evaluate(model, valid_pool, config.eval, config.optim.batch_size, device, autocast, ddp)
-                last_valid.update(kind="valid", step=step, stage=stage.name)
-                log.write(last_valid)
-                if ddp.is_main:
-                    plot_loss_curve(log.records(), run_dir / CURVE_FILE)
-                loss_now = last_valid["loss"]
-                improved = loss_now is not None and (early["best"] is None or loss_now < early["best"] - config.early_stopping.min_delta)
-                if improved:
-                    early = {"best": last_valid["loss"], "bad_evals": 0}
-                    if ddp.is_main:
-                        ckpt.save_model_dir(model, run_dir / "best")
-                else:
-                    early["bad_evals"] += 1
-                if config.early_stopping.patience and early["bad_evals"] >= config.early_stopping.patience:
-                    stage_done = stopped_early = True
-
+                stopped_early = _validate(model, valid_pool, config, device, autocast, ddp, run, log, run_dir, step, stage.name)
+                stage_done = stage_done or stopped_early
             if stage_done:
-                stage_summaries.append({"stage": stage.name, "steps": stage_step, "end_step": step,
-                                        "stopped_early": stopped_early, "valid": last_valid})
-            # --- checkpoint: the position is where the next step starts ---------------------
+                run.stage_summaries.append({"stage": stage.name, "steps": stage_step, "end_step": step,
+                                            "stopped_early": stopped_early, "valid": run.last_valid})
             if step % config.checkpoint.every == 0 or stage_done or step == stop_at_step:
-                next_position = ({"stage": stage_index + 1, "stage_step": 0, "step": step} if stage_done
-                                 else {"stage": stage_index, "stage_step": stage_step, "step": step})
-                rng_states = ddp.gather_objects(ckpt.rng_state())
-                if ddp.is_main:
-                    ckpt.save_checkpoint(run_dir, step, {
-                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "mixture": mixture.state_dict(), "rng": rng_states,
-                        "position": next_position, "early_stopping": early, "stage_summaries": stage_summaries,
-                        "last_valid": last_valid,
-                    }, keep_last=config.checkpoint.keep_last)
-                ddp.barrier()
+                # the position is where the next step starts
+                run.position = ({"stage": stage_index + 1, "stage_step": 0, "step": step} if stage_done
+                                else {"stage": stage_index, "stage_step": stage_step, "step": step})
+                _checkpoint(model, optimizer, scheduler, mixture, run, config, ddp, run_dir, step)
             if step == stop_at_step:
                 interrupted = True
                 break
         if interrupted:
             break
     progress.close()
+    return _finish(model, run, log, ddp, run_dir, step, interrupted)
 
-    # --- the trained model ---------------------------------------------------------------
+
+@dataclass
+class _RunState:
+    """What a checkpoint restores besides weights and optimiser: where the run is, and its validation record."""
+
+    position: dict[str, int] = field(default_factory=lambda: {"stage": 0, "stage_step": 0, "step": 0})
+    early: dict[str, Any] = field(default_factory=lambda: {"best": None, "bad_evals": 0})
+    stage_summaries: list[dict[str, Any]] = field(default_factory=list)
+    last_valid: dict[str, Any] | None = None
+
+
+def _prepare_run_dir(config: TrainConfig, run_dir: Path, resume: bool, ddp: Dist) -> Path | None:
+    """The latest checkpoint to resume from (None: a fresh run); the recipe is saved into the run folder."""
+    latest = ckpt.latest_checkpoint(run_dir)
+    if latest is not None and not resume:
+        raise FileExistsError(f"{run_dir} already holds checkpoints; resume it (--resume {run_dir}) or choose another run folder")
+    if ddp.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+        if latest is None:  # a fresh run: drop what an attempt killed before its first checkpoint left behind
+            clear_outputs(run_dir)
+    ddp.barrier()
+    return latest
+
+
+def train_step(
+    model: Any, train_model: Any, global_batch: Sequence[Any], config: TrainConfig, ddp: Dist, device: torch.device,
+    autocast: Callable[[], Any], optimizer: torch.optim.Optimizer, scheduler: Any,
+) -> dict[str, Any]:
+    """One optimiser step on one global batch (this rank's share, in length-grouped micro-batches); its record.
+
+    Each micro-batch's mean loss is weighted by its share of the global batch's target tokens, so the
+    step minimises the token mean over the whole global batch however it is split.
+    """
+    started = time.perf_counter()
+    model.train()
+    micro = micro_batches(rank_slice(global_batch, ddp.rank, ddp.world_size), config.optim.grad_accum)
+    batches = [to_device(model.collate(examples), device) for examples in micro]
+    tokens = [count_loss_tokens(batch) for batch in batches]
+    global_tokens = ddp.all_reduce_sum(torch.tensor(float(sum(tokens)), dtype=torch.float64)).item()
+    if global_tokens == 0:
+        raise ValueError(
+            "no target token is left in the batch; the prompts fill the model's max_length "
+            "(shorten stages[].reference_max_chars or raise model.overrides.max_length)"
+        )
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    task_sums: dict[str, list[float]] = {}
+    for index, (batch, examples, count) in enumerate(zip(batches, micro, tokens)):
+        syncing = index == len(batches) - 1 or not ddp.enabled
+        with contextlib.nullcontext() if syncing else train_model.no_sync():
+            with autocast():
+                output = train_model(**batch)
+            # DDP averages gradients over ranks, hence the world-size factor
+            (output.loss.float() * (count * ddp.world_size / global_tokens)).backward()
+        loss_sum += output.loss.detach().double().cpu() * count
+        _add_task_losses(task_sums, examples, output, batch)
+    grad_norm = None
+    if config.optim.grad_clip is not None:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip))
+    lr = scheduler.get_last_lr()[0]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {"kind": "train", "loss": ddp.all_reduce_sum(loss_sum).item() / global_tokens, "lr": lr,
+            "task_loss": _reduce_task_losses(task_sums, ddp), "grad_norm": grad_norm,
+            "examples_per_s": config.optim.batch_size / (time.perf_counter() - started)}
+
+
+def _validate(
+    model: Any, valid_pool: dict[str, list[Any]], config: TrainConfig, device: torch.device, autocast: Callable[[], Any],
+    ddp: Dist, run: _RunState, log: RunLog, run_dir: Path, step: int, stage: str,
+) -> bool:
+    """Validation loss (and generation metrics), the best model so far, early stopping; True to stop the stage."""
+    with torch.random.fork_rng(devices=[]):  # evaluation must not move the training RNG
+        run.last_valid = evaluate(model, valid_pool, config.eval, config.optim.batch_size, device, autocast, ddp)
+    run.last_valid.update(kind="valid", step=step, stage=stage)
+    log.write(run.last_valid)
+    logger.info("step %d validation loss %s %s", step, _format(run.last_valid["loss"]),
+                " ".join(f"{task} {value:.4f}" for task, value in (run.last_valid.get("task_loss") or {}).items()))
+    if ddp.is_main:
+        plot_loss_curve(log.records(), run_dir / CURVE_FILE)
+    loss = run.last_valid["loss"]
+    if loss is not None and (run.early["best"] is None or loss < run.early["best"] - config.early_stopping.min_delta):
+        run.early = {"best": loss, "bad_evals": 0}
+        if ddp.is_main:
+            ckpt.save_model_dir(model, run_dir / "best")
+    else:
+        run.early["bad_evals"] += 1
+    return bool(config.early_stopping.patience and run.early["bad_evals"] >= config.early_stopping.patience)
+
+
+def _checkpoint(model: Any, optimizer: Any, scheduler: Any, mixture: TaskMixture, run: _RunState, config: TrainConfig,
+                ddp: Dist, run_dir: Path, step: int) -> None:
+    rng_states = ddp.gather_objects(ckpt.rng_state())
+    if ddp.is_main:
+        ckpt.save_checkpoint(run_dir, step, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "mixture": mixture.state_dict(), "rng": rng_states,
+            "position": run.position, "early_stopping": run.early, "stage_summaries": run.stage_summaries,
+            "last_valid": run.last_valid,
+        }, keep_last=config.checkpoint.keep_last)
+    ddp.barrier()
+
+
+def _finish(model: Any, run: _RunState, log: RunLog, ddp: Dist, run_dir: Path, step: int, interrupted: bool) -> TrainResult:
+    """The final model (unless the run was stopped at a step), result.json and the loss curve."""
     final = None
     if not interrupted:
         final = run_dir / "final"
         if ddp.is_main:
             ckpt.save_model_dir(model, final)
     best = run_dir / "best" if (run_dir / "best").exists() else None
-    result = TrainResult(run_dir, step, final, best, early["best"], last_valid, stopped_early, stage_summaries)
+    stopped_early = bool(run.stage_summaries and run.stage_summaries[-1]["stopped_early"])
+    result = TrainResult(run_dir, step, final, best, run.early["best"], run.last_valid, stopped_early, run.stage_summaries)
     if ddp.is_main and not interrupted:
         if log.records():
             plot_loss_curve(log.records(), run_dir / CURVE_FILE)
@@ -281,6 +331,10 @@ def _train(
     log.close()
     ddp.barrier()
     return result
+
+
+def _format(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def seed_everything(seed: int) -> None:
@@ -311,8 +365,9 @@ def load_datasets(config: TrainConfig, model: Any, stages: Sequence[StageSection
     codec = create_codec(config.data.codec or model.codec_name)
     tasks = sorted({task for stage in stages for task in stage.tasks})
     data = config.data
-    train = load_split(data.train, tasks, codec, data.train_split, data.max_train_studies)
-    valid = load_split(data.valid, tasks, codec, data.valid_split, data.max_valid_studies) if data.valid else None
+    options = {task: value for task, value in data.task_options.items() if task in tasks}
+    train = load_split(data.train, tasks, codec, data.train_split, data.max_train_studies, options)
+    valid = load_split(data.valid, tasks, codec, data.valid_split, data.max_valid_studies, options) if data.valid else None
     return Datasets(train=train, valid=valid)
 
 
@@ -403,11 +458,13 @@ def clear_outputs(run_dir: Path) -> None:
 
 
 class StepProgress:
-    """A rich progress bar over optimiser steps, on stderr (main rank only)."""
+    """Progress over optimiser steps (main rank only): a rich bar on a terminal, else a plain log line
+    every ``every`` steps, so a batch job's log shows the loss as the run goes."""
 
-    def __init__(self, total: int, done: int, enabled: bool):
-        self._bar = None
-        if not enabled:
+    def __init__(self, total: int, done: int, every: int, enabled: bool):
+        self.total, self.every, self._bar = total, every, None
+        self.enabled = enabled
+        if not enabled or not sys.stderr.isatty():
             return
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -417,9 +474,12 @@ class StepProgress:
         self._task = self._bar.add_task("training", total=total, completed=done)
         self._bar.start()
 
-    def update(self, step: int, description: str) -> None:
+    def update(self, step: int, stage: str, record: dict[str, Any]) -> None:
+        description = f"{stage} loss {record['loss']:.4f} lr {record['lr']:.2e}"
         if self._bar is not None:
             self._bar.update(self._task, completed=step, description=description)
+        elif self.enabled and (step % self.every == 0 or step == self.total):
+            logger.info("step %d/%d %s, %.2f examples/s", step, self.total, description, record["examples_per_s"])
 
     def close(self) -> None:
         if self._bar is not None:

@@ -1,7 +1,8 @@
 """Importers: each turns one source format into canonical studies, found by name in a registry.
 
 ``import_dataset("cadma", src, out)`` runs one; ``IMPORTERS`` lists them. An importer is a function
-``(source: Path, context: ImportContext) -> Iterator[Study]`` registered with :func:`register`.
+``(source: Path, context: ImportContext) -> Iterator[Study]`` registered with :func:`register` by its
+module; importing this package imports every importer module, which completes the registry.
 """
 
 from radscribe.data.importers.base import (
@@ -12,6 +13,17 @@ from radscribe.data.importers.base import (
     get_importer,
     import_dataset,
     register,
+)
+
+from radscribe.data.importers import (  # noqa: E402, F401  (each module registers its importers)
+    cadma,
+    generic,
+    iu_xray,
+    mimic_cxr,
+    nih_cxr14,
+    slake,
+    vindr_spinexr,
+    vqa_rad,
 )
 
 __all__ = [

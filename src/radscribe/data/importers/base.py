@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,7 +18,6 @@ Importer = Callable[[Path, "ImportContext"], Iterator[Study]]
 IMPORTERS: dict[str, Importer] = {}
 # The --option keys each importer understands (``images`` is --images); anything else is a typo to report.
 IMPORTER_OPTIONS: dict[str, frozenset[str]] = {}
-_IMPORTER_MODULES = ("cadma", "vqa_rad", "nih_cxr14", "iu_xray", "mimic_cxr", "vindr_spinexr", "slake", "generic")
 
 
 class RecordError(ValueError):
@@ -75,13 +73,7 @@ def register(*names: str, options: tuple[str, ...] = ()) -> Callable[[Importer],
     return decorate
 
 
-def _load_all() -> None:
-    for module in _IMPORTER_MODULES:
-        importlib.import_module(f"radscribe.data.importers.{module}")
-
-
 def get_importer(name: str) -> Importer:
-    _load_all()
     if name not in IMPORTERS:
         raise KeyError(f"unknown importer '{name}'; known: {', '.join(sorted(IMPORTERS))}")
     return IMPORTERS[name]

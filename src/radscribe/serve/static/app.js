@@ -3,6 +3,8 @@
 
 const S = {
   study: null,          // GET /api/studies/{id}
+  etag: null,           // ETag of the saved version being edited ('"0"' before the first save): sent as If-Match
+  me: null,             // GET /api/me
   template: null,       // GET /api/templates/{name}
   doc: null,            // the report document being edited (see serve/reports.py)
   image: new Image(),   // the rendered PNG (window/level applied server-side)
@@ -20,8 +22,8 @@ const canvas = $("canvas");
 const ctx = canvas.getContext("2d");
 
 // ----------------------------------------------------------------------------------------- API
-async function api(method, path, body, isForm) {
-  const options = { method, headers: {}, credentials: "same-origin" };
+async function api(method, path, body, isForm, headers) {
+  const options = { method, headers: { ...(headers || {}) }, credentials: "same-origin" };
   if (body !== undefined) {
     if (isForm) options.body = body;
     else { options.body = JSON.stringify(body); options.headers["Content-Type"] = "application/json"; }
@@ -30,13 +32,45 @@ async function api(method, path, body, isForm) {
   const text = await response.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (e) { data = text; }
+  if (response.status === 401 && path !== "/api/session") showLogin();
   if (!response.ok) {
     const detail = data && data.detail !== undefined ? data.detail : data;
     const error = new Error(typeof detail === "string" ? detail : (detail && detail.message) || response.statusText);
-    error.status = response.status; error.detail = detail;
+    error.status = response.status; error.detail = detail; error.data = data;
     throw error;
   }
+  const etag = response.headers.get("ETag");
+  if (etag && data && typeof data === "object") data._etag = etag;
   return data;
+}
+
+// ----------------------------------------------------------------------------------------- session
+function showLogin() {
+  $("login").hidden = false;
+  $("login-name").focus();
+}
+
+async function logIn(event) {
+  event.preventDefault();
+  $("login-error").textContent = "";
+  try {
+    await api("POST", "/api/session", { name: $("login-name").value, password: $("login-password").value });
+    $("login-password").value = "";
+    $("login").hidden = true;
+    await start();
+  } catch (error) { $("login-error").textContent = error.message; }
+}
+
+async function logOut() {
+  await api("DELETE", "/api/session").catch(() => null);
+  location.reload();
+}
+
+async function start() {
+  S.me = await api("GET", "/api/me");
+  $("user").textContent = `${S.me.name} (${S.me.role})`;
+  $("logout").hidden = S.me.mode !== "accounts";
+  await refreshStudies();
 }
 
 function status(message, isError) {
@@ -47,7 +81,8 @@ function status(message, isError) {
 
 // ----------------------------------------------------------------------------------------- studies
 async function refreshStudies(selectId) {
-  const studies = await api("GET", "/api/studies");
+  const page = await api("GET", "/api/studies?limit=200");
+  const studies = page.items;
   const select = $("studies");
   select.innerHTML = '<option value="">— studies —</option>';
   for (const s of studies) {
@@ -58,14 +93,15 @@ async function refreshStudies(selectId) {
     option.disabled = Boolean(s.locked);
     select.appendChild(option);
   }
+  if (page.total > studies.length) select.appendChild(el("option", { value: "", disabled: true }, `… ${page.total - studies.length} older not listed`));
   if (selectId) select.value = selectId;
 }
 
 async function openStudy(id) {
   if (!id) return;
   const study = await api("GET", `/api/studies/${id}`);
-  await api("POST", `/api/studies/${id}/open`);
   S.study = study;
+  S.etag = study.etag;
   S.template = await api("GET", `/api/templates/${study.template}`);
   S.doc = study.document || blankDocument();
   S.selected = null; S.dirty = false;
@@ -121,28 +157,85 @@ async function save() {
   if (!S.study || $("save").disabled) return null;
   readForm();
   try {
-    const saved = await api("PUT", `/api/studies/${S.study.id}/report`, S.doc);
-    S.doc = saved.document; S.dirty = false; S.study.status = "saved";
+    const saved = await api("PUT", `/api/studies/${S.study.id}/report`, S.doc, false, { "If-Match": S.etag });
+    S.doc = saved.document; S.dirty = false; S.study.status = "saved"; S.etag = saved.etag;
     showIssues({}, saved.incomplete);
     status(`saved version ${saved.version}${Object.keys(saved.incomplete).length ? " (incomplete)" : ""}`);
     return saved;
   } catch (error) {
+    if (error.status === 412) { showConflict(error.data.current); status("not saved: someone else saved first; merge below", true); return null; }
     if (error.detail && error.detail.errors) showIssues(error.detail.errors, error.detail.incomplete || {});
     status(`not saved: ${error.message}`, true);
     return null;
   }
 }
 
+// ----------------------------------------------------------------------------------------- conflicts
+function parts(doc) {
+  // The parts of a document a user chooses between when merging: each scalar field, each findings list, boxes, impression.
+  const out = {};
+  for (const [id, value] of Object.entries(doc.fields || {})) out[`fields.${id}`] = value;
+  for (const [id, items] of Object.entries(doc.findings || {})) out[`findings.${id}`] = items;
+  out.boxes = doc.boxes || [];
+  out.impression = doc.impression || "";
+  return out;
+}
+
+function summary(value) {
+  if (value === null || value === undefined || value === "") return "—";
+  if (Array.isArray(value)) return `${value.length} item(s)`;
+  return String(value);
+}
+
+function showConflict(current) {
+  const mine = parts(S.doc), theirs = parts(current.document);
+  const body = $("conflict-table").querySelector("tbody");
+  body.innerHTML = "";
+  const keys = [...new Set([...Object.keys(mine), ...Object.keys(theirs)])];
+  for (const key of keys) {
+    if (JSON.stringify(mine[key] ?? null) === JSON.stringify(theirs[key] ?? null)) continue;
+    const name = `merge-${key}`;
+    body.append(el("tr", { "data-part": key },
+      el("td", {}, key),
+      el("td", {}, el("label", {}, el("input", { type: "radio", name, value: "mine", checked: true }), " ", summary(mine[key]))),
+      el("td", {}, el("label", {}, el("input", { type: "radio", name, value: "theirs" }), " ", summary(theirs[key])))));
+  }
+  $("conflict-who").textContent = `Version ${current.version} was saved by ${current.author} at ${new Date(current.saved_at * 1000).toLocaleTimeString()}.`;
+  S.conflict = current;
+  $("conflict").hidden = false;
+}
+
+function resolveConflict(takeAll) {
+  const current = S.conflict;
+  const merged = JSON.parse(JSON.stringify(current.document));
+  if (!takeAll) {
+    for (const row of $("conflict-table").querySelectorAll("tbody tr")) {
+      const key = row.dataset.part;
+      if (row.querySelector("input:checked").value !== "mine") continue;
+      const value = parts(S.doc)[key];
+      if (key.startsWith("fields.")) merged.fields[key.slice(7)] = value;
+      else if (key.startsWith("findings.")) merged.findings[key.slice(9)] = value;
+      else merged[key] = value;
+    }
+  }
+  S.doc = merged; S.etag = current.etag; S.dirty = !takeAll; S.conflict = null;
+  $("conflict").hidden = true;
+  buildForm(); renderBoxList(); render();
+  status(takeAll ? `now showing version ${current.version}` : `merged onto version ${current.version}: review, then save`);
+}
+
 async function sign() {
   if (!S.study || $("sign").disabled) return;
-  const saved = await save();
-  if (!saved) return;
+  readForm();
+  if (S.dirty || S.etag === '"0"') { const saved = await save(); if (!saved) return; }
   try {
-    const signature = await api("POST", `/api/studies/${S.study.id}/sign`, {});
+    // The ETag names exactly the version on screen: the server signs that one or answers 412.
+    const signature = await api("POST", `/api/studies/${S.study.id}/sign`, undefined, false, { "If-Match": S.etag });
     S.study.status = "signed";
     updateButtons(); await refreshStudies(S.study.id);
     status(`signed by ${signature.signer} at ${new Date(signature.signed_at * 1000).toLocaleTimeString()}`);
   } catch (error) {
+    if (error.status === 412) { showConflict(error.data.current); status("not signed: the report changed since you reviewed it", true); return; }
     if (error.detail && error.detail.incomplete) showIssues(error.detail.errors || {}, error.detail.incomplete);
     status(`not signed: ${error.message}`, true);
   }
@@ -479,6 +572,10 @@ document.addEventListener("keydown", (event) => {
 });
 
 // ----------------------------------------------------------------------------------------- wiring
+$("login-form").addEventListener("submit", logIn);
+$("logout").addEventListener("click", logOut);
+$("conflict-merge").addEventListener("click", () => resolveConflict(false));
+$("conflict-theirs").addEventListener("click", () => resolveConflict(true));
 $("upload").addEventListener("change", (event) => { if (event.target.files.length) upload(event.target.files); event.target.value = ""; });
 $("studies").addEventListener("change", (event) => openStudy(event.target.value).catch((e) => status(e.message, true)));
 $("draft").addEventListener("click", draft);
@@ -490,7 +587,7 @@ $("level").addEventListener("input", (e) => { S.wl.center = Number(e.target.valu
 $("width").addEventListener("input", (e) => { S.wl.width = Number(e.target.value); if (S.study) loadImage(false); });
 window.addEventListener("resize", render);
 window.addEventListener("beforeunload", (event) => { if (S.dirty) { event.preventDefault(); event.returnValue = ""; } });
-window.radscribe = { S, openStudy, draft, save, sign, render };
+window.radscribe = { S, openStudy, draft, save, sign, render, refreshStudies };
 
 updateButtons();
-refreshStudies().catch((error) => status(error.message, true));
+start().catch((error) => { if (error.status !== 401) status(error.message, true); });
