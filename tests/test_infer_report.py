@@ -207,3 +207,33 @@ def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
     assert result.valid and result.text.startswith("# Spine AP alignment report")
     vertebrae = [box for box in result.boxes if box.label == "vertebra"]
     assert len(vertebrae) == result.filled.sections["vertebrae"]["count"] >= 3
+
+
+@pytest.fixture(scope="module")
+def embedded_reporter() -> Reporter:
+    return Reporter.from_pretrained()
+
+
+def _images_without_a_spine(folder: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(0)
+    images = {
+        "blank": Image.new("L", (256, 416), 0),
+        "one-pixel": Image.new("L", (1, 1), 128),
+        "16-bit-noise": Image.fromarray(rng.integers(0, 65535, (416, 256), dtype=np.uint16)),
+    }
+    paths = {}
+    for name, image in images.items():
+        paths[name] = folder / f"{name}.png"
+        image.save(paths[name])
+    return paths
+
+
+def test_an_image_without_a_spine_gets_a_report_that_says_so(embedded_reporter, tmp_path):
+    """Blank, 1 x 1 and 16-bit noise images: no vertebra boxes, no curve, no severity, an impression that says why."""
+    for name, path in _images_without_a_spine(tmp_path).items():
+        [result] = embedded_reporter.report([path])
+        assert isinstance(result, ReportResult) and result.valid, name
+        assert [box for box in result.boxes if box.label == "vertebra"] == [], name
+        assert result.filled.sections["alignment"]["severity"] == "not assessed", name
+        assert result.filled.sections["alignment"]["curves"] == [], name
+        assert "No vertebral column was identified" in result.text, name
