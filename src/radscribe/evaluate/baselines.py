@@ -32,6 +32,7 @@ column box (:class:`ReportPrediction`); for VQA an answer string.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -375,6 +376,22 @@ def baseline_predictions(family: str, name: str, train: Sequence[Study], valid: 
     return {study.id: _as_prediction(study, report, template) for study, report in zip(chosen, reports)}
 
 
+@functools.lru_cache(maxsize=1)
+def _question_encoder() -> Callable[[Sequence[str]], np.ndarray]:
+    """The frozen MiniLM, loaded once, each distinct text encoded once (both question baselines share it)."""
+    from radscribe.evaluate.embeddings import MiniLMEncoder
+
+    encoder, known = MiniLMEncoder(), {}
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        missing = [text for text in dict.fromkeys(texts) if text not in known]
+        if missing:
+            known.update(zip(missing, encoder.encode(missing)))
+        return np.array([known[text] for text in texts])
+
+    return encode
+
+
 def _vqa_baseline(name: str, train: Sequence[Study], valid: Sequence[Study]) -> dict[str, Prediction]:
     train_qas = [qa for study in train for qa in study.qa]
     asked = [(study, index, qa) for study in valid for index, qa in enumerate(study.qa)]
@@ -383,9 +400,7 @@ def _vqa_baseline(name: str, train: Sequence[Study], valid: Sequence[Study]) -> 
         prior = AnswerPrior(train_qas, by_question=name == "question-prior")
         answers = [prior.answer(qa) for qa in questions]
     else:
-        from radscribe.evaluate.embeddings import MiniLMEncoder
-
-        encode = MiniLMEncoder().encode
+        encode = _question_encoder()
         if not train_qas:
             raise ValueError("the question baselines need training questions")
         pick = nearest_question_answers if name == "nearest-question" else question_classifier_answers

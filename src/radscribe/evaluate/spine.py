@@ -269,4 +269,10 @@ def spine_family(studies: Sequence[Any], predictions: dict[str, Any], options: A
         statistics[f"consistency-{rule}"] = SampleMean([float(r[rule]) for r in rules])
     statistics["degenerate-boxes"] = SampleMean(degenerate)
     details = {"degenerate-boxes": {"total": int(sum(degenerate))}, "report-consistency": {"inconsistent": sum(not all(r.values()) for r in rules)}}
-    return FamilyOutput(scores_of(statistics, details), [s.id for s in chosen], statistics)
+    scores = scores_of(statistics, details)
+    for score in scores:  # per-image values where an image has its own (per_sample.csv; best/median/worst films)
+        if score.name == "vertebra-f1":
+            score.per_sample = [sample.f1 for sample in samples]
+        elif score.name in ("report-consistency", "template-conformance", "degenerate-boxes"):
+            score.per_sample = list(statistics[score.name].values)  # type: ignore[attr-defined]
+    return FamilyOutput(scores, [s.id for s in chosen], statistics)
