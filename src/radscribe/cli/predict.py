@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
         template: Optional[str] = typer.Option(None, "--template", help="Report template (default: the studies' own template)."),
         limit: int = typer.Option(0, "--limit", min=0, help="Only the first N studies of the split (0: all)."),
         batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per generation batch."),
+        rfi: bool = typer.Option(False, "--rfi", help="Region-Focused Inference: crop to the region before the report (report task)."),
     ) -> None:
         """Predict every study of MANIFEST's --split with --model and write the predictions file `radscribe evaluate` reads."""
         from radscribe.data.manifest import ManifestError, read_manifest
@@ -36,7 +37,7 @@ def register(app: typer.Typer) -> None:
         except (FileNotFoundError, ManifestError, ValueError) as error:
             fail(str(error))
         try:
-            predictor = _predictor(task, model, detector, template, studies, batch_size, manifest)
+            predictor = _predictor(task, model, detector, template, studies, batch_size, manifest, rfi)
         except (FileNotFoundError, ValueError, KeyError, RuntimeError) as error:
             fail(str(error))
         try:
@@ -53,10 +54,12 @@ def register(app: typer.Typer) -> None:
 
 
 
-def _predictor(task: str, model: str | None, detector: str | None, template: str | None, studies: list, batch_size: int, manifest: Path):
+def _predictor(
+    task: str, model: str | None, detector: str | None, template: str | None, studies: list, batch_size: int, manifest: Path, rfi: bool
+):
     """The predictor of ``task``: a Reporter (report, vqa) or the detector alone."""
     from radscribe.evaluate.predict import DetectorPredictor, ReporterPredictor
-    from radscribe.infer import Reporter
+    from radscribe.infer import Reporter, RFIConfig
     from radscribe.infer.loading import load_detector
     from radscribe.models.detector import BoxDetector
 
@@ -75,4 +78,4 @@ def _predictor(task: str, model: str | None, detector: str | None, template: str
         if len(templates) != 1:
             raise ValueError(f"{manifest}: the studies use templates {templates or 'none'}; give one with --template")
         template = templates[0]
-    return ReporterPredictor(Reporter.from_pretrained(model, template=template, detector=chosen_detector, batch_size=batch_size), "report")
+    return ReporterPredictor(Reporter.from_pretrained(model, template=template, detector=chosen_detector, batch_size=batch_size, rfi=RFIConfig() if rfi else None), "report")
