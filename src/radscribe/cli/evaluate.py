@@ -15,9 +15,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("evaluate")
     def evaluate_command(
-        predictions: Path = typer.Argument(..., help="Predictions JSONL ({id, report, template?, boxes?, answers?, labels?} per line)."),
+        predictions: Optional[Path] = typer.Argument(None, help="Predictions JSONL ({id, report, template?, boxes?, answers?, labels?} per line; from `radscribe predict`)."),
         refs: Path = typer.Option(..., "--refs", help="Reference manifest (JSONL of studies)."),
-        metrics: str = typer.Option("nlg,ce", "--metrics", help="Comma-separated families: nlg, ce, structured, grounding, vqa, judge."),
+        metrics: str = typer.Option("nlg,ce", "--metrics", help="Comma-separated families: nlg, ce, structured, grounding, vqa, judge, spine, chest."),
+        split: Optional[str] = typer.Option(None, "--split", help="Score only the reference studies of this split (e.g. valid)."),
+        baselines: Optional[str] = typer.Option(None, "--baselines", help="Image-blind baselines learned from --train-split, scored beside the model with paired differences: 'all' or comma-separated names (spine: majority, mean-spine; chest: majority, prior-positive, prior-sampled; vqa: majority, question-prior, nearest-question, question-classifier)."),
+        baselines_only: bool = typer.Option(False, "--baselines-only", help="Score only the baselines (no predictions file; implies --baselines all unless given)."),
+        train_split: str = typer.Option("train", "--train-split", help="The split of --refs the baselines learn from."),
         protocol: str = typer.Option("r2gen", "--protocol", help="NLG text protocol: r2gen, coco-ptb, whitespace."),
         bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for 95% CIs (0 = off)."),
         seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
@@ -45,6 +49,15 @@ def register(app: typer.Typer) -> None:
         from radscribe.evaluate.runner import EvaluationOptions, evaluate, write_result
 
         families = [m.strip() for m in metrics.split(",") if m.strip()]
+        if baselines_only and predictions is not None:
+            fail("--baselines-only scores no predictions file: drop PREDICTIONS or --baselines-only")
+        if predictions is None and not baselines_only:
+            fail("give a PREDICTIONS file (from `radscribe predict`), or --baselines-only")
+        chosen_baselines: list[str] | bool = []
+        if baselines_only and baselines is None or baselines == "all":
+            chosen_baselines = True
+        elif baselines:
+            chosen_baselines = [b.strip() for b in baselines.split(",") if b.strip()]
         judge = None
         if judge_url:
             from radscribe.evaluate.judge import JudgeClient
@@ -62,6 +75,7 @@ def register(app: typer.Typer) -> None:
             result = evaluate(
                 predictions, refs, families, protocol, n_resamples=bootstrap, seed=seed, compare=compare, options=options,
                 on_family=lambda family: console.print(f"[dim]scoring {family}...[/]"),
+                split=split, baselines=chosen_baselines, train_split=train_split,
             )
         except (FileNotFoundError, ManifestError, PredictionError, LabelFileError, MetricUnavailable, ValueError, KeyError) as error:
             fail(str(error))
@@ -74,8 +88,10 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]{len(result.missing)} reference studies had no prediction (scored as empty)[/]")
         for value in result.values:
             if value.name in ("bleu4", "rouge_l", "cider_d") or value.key.startswith("ce-f1@pos-only/micro/14") or value.name in (
-                "template-conformance", "miou", "g-iou", "closed-accuracy", "open-recall", "llmscore", "green"
+                "template-conformance", "miou", "g-iou", "closed-accuracy", "open-recall", "llmscore", "green",
+                "vertebra-f1", "vertebra-f1-iou0.7", "severity-accuracy", "angle-mae", "column-iou", "report-consistency", "macro-f1",
             ):
                 ci = f" [{value.ci_low:.4f}, {value.ci_high:.4f}]" if value.ci_low is not None else ""
-                console.print(f"{value.key}: {value.value:.4f}{ci}", highlight=False)
+                who = "" if value.system == "model" else f"{value.system} "
+                console.print(f"{who}{value.key}: {value.value:.4f}{ci}", highlight=False)
         console.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False)

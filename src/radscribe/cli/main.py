@@ -14,7 +14,7 @@ import typer
 from radscribe import __version__
 from radscribe.cli.common import setup_logging
 
-COMMAND_MODULES = ("data", "template", "label", "annotate", "evaluate", "train", "plan", "report", "serve")
+COMMAND_MODULES = ("data", "template", "label", "annotate", "evaluate", "predict", "train", "plan", "report", "serve")
 
 app = typer.Typer(
     name="radscribe",

@@ -32,6 +32,7 @@ column box (:class:`ReportPrediction`); for VQA an answer string.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -43,6 +44,7 @@ import numpy as np
 from radscribe.annotate import analyze_spine, spine_template
 from radscribe.data.manifest import resolve_image_path
 from radscribe.evaluate.chest import POSITIVE_VALUE, nih_fields
+from radscribe.evaluate.predictions import Prediction
 from radscribe.evaluate.spine import column_of, vertebra_boxes
 from radscribe.evaluate.vqa import normalise_answer
 from radscribe.templates import Field, FilledTemplate, GroundedFinding, Template, load_template, parse, render
@@ -280,4 +282,130 @@ def mean_spine_reports(boxes: Sequence[Box], valid: Sequence[Study]) -> list[Rep
         geometry = analyze_spine(boxes, (image.width, image.height))
         filled = spine_template(geometry, projection=image.view if image.view in ("AP", "PA") else "AP")
         out.append(ReportPrediction(render(filled), filled, tuple(boxes), column_of(boxes), source="mean training spine"))
+    return out
+
+
+# ----- image-blind question baselines (frozen MiniLM question embeddings) --------------------------------
+
+
+def _by_answer_type(train: Sequence[QA], questions: Sequence[QA]) -> dict[str, tuple[list[QA], list[int]]]:
+    """Per answer type: the training questions of that type and the positions of the asked ones."""
+    out: dict[str, tuple[list[QA], list[int]]] = {}
+    for kind in dict.fromkeys(qa.answer_type for qa in questions):
+        pool = [qa for qa in train if qa.answer_type == kind] or list(train)
+        out[kind] = (pool, [i for i, qa in enumerate(questions) if qa.answer_type == kind])
+    return out
+
+
+def nearest_question_answers(train: Sequence[QA], questions: Sequence[QA], encode: Callable[[Sequence[str]], np.ndarray]) -> list[str]:
+    """The (normalised) answer of the most similar training question of the same answer type, by cosine
+    similarity of frozen sentence embeddings (``encode``: texts -> unit vectors); ties go to the first."""
+    answers = [""] * len(questions)
+    for pool, positions in _by_answer_type(train, questions).values():
+        similarity = encode([questions[i].question for i in positions]) @ encode([qa.question for qa in pool]).T
+        for row, position in enumerate(positions):
+            answers[position] = normalise_answer(pool[int(np.argmax(similarity[row]))].answer)
+    return answers
+
+
+def question_classifier_answers(
+    train: Sequence[QA], questions: Sequence[QA], encode: Callable[[Sequence[str]], np.ndarray], l2: float = 1.0, steps: int = 200
+) -> list[str]:
+    """Per answer type, a multinomial logistic regression from the frozen question embedding to the
+    (normalised) training answers: cross-entropy plus ``l2 / (2 n) * |W|^2`` (scikit-learn's C = 1
+    objective), fitted by full-batch L-BFGS from zero weights, so it is deterministic."""
+    import torch
+
+    answers = [""] * len(questions)
+    for pool, positions in _by_answer_type(train, questions).values():
+        labels = [normalise_answer(qa.answer) for qa in pool]
+        classes = sorted(set(labels))
+        x = torch.tensor(encode([qa.question for qa in pool]), dtype=torch.float64)
+        y = torch.tensor([classes.index(label) for label in labels])
+        weights = torch.zeros(x.shape[1], len(classes), dtype=torch.float64, requires_grad=True)
+        bias = torch.zeros(len(classes), dtype=torch.float64, requires_grad=True)
+        optimiser = torch.optim.LBFGS([weights, bias], max_iter=steps, line_search_fn="strong_wolfe")
+
+        def loss() -> torch.Tensor:
+            optimiser.zero_grad()
+            value = torch.nn.functional.cross_entropy(x @ weights + bias, y) + l2 / (2 * len(pool)) * (weights**2).sum()
+            value.backward()
+            return value
+
+        optimiser.step(loss)
+        asked = torch.tensor(encode([questions[i].question for i in positions]), dtype=torch.float64)
+        with torch.no_grad():
+            picks = (asked @ weights + bias).argmax(dim=1).tolist()
+        for position, pick in zip(positions, picks):
+            answers[position] = classes[pick]
+    return answers
+
+
+# ----- baselines as prediction files (what `radscribe evaluate --baselines` scores) -----------------------
+
+# Per evaluate family, the image-blind baselines it can score, learned from the training split alone.
+BASELINES: dict[str, tuple[str, ...]] = {
+    "spine": ("majority", "mean-spine"),
+    "chest": ("majority", "prior-positive", "prior-sampled"),
+    "vqa": ("majority", "question-prior", "nearest-question", "question-classifier"),
+}
+
+
+def _as_prediction(study: Study, report: ReportPrediction, template: str) -> Prediction:
+    boxes = list(report.vertebrae) if report.vertebrae is not None else None
+    return Prediction(study.id, report=report.markdown, template=template, boxes=boxes, column=report.column, meta={"baseline": report.source})
+
+
+def baseline_predictions(family: str, name: str, train: Sequence[Study], valid: Sequence[Study], seed: int = 0) -> dict[str, Prediction]:
+    """Baseline ``name`` of ``family`` (:data:`BASELINES`) on ``valid``, learned from ``train`` only.
+
+    Raises :class:`~radscribe.evaluate.base.MetricUnavailable` when it cannot be built here (e.g. the
+    MiniLM package is missing) and ``ValueError`` for an unknown name or a training split without data."""
+    if name not in BASELINES.get(family, ()):
+        raise ValueError(f"unknown baseline '{name}' for family '{family}'; known: {', '.join(BASELINES.get(family, ())) or 'none'}")
+    if family == "vqa":
+        return _vqa_baseline(name, train, valid)
+    template = "spine-ap-alignment" if family == "spine" else "chest-pa"
+    chosen = [s for s in valid if s.template == template]
+    if name == "majority":
+        reports = prior_reports(train, len(chosen), template)
+    elif name == "mean-spine":
+        reports = mean_spine_reports(mean_spine(train), chosen)
+    else:
+        reports = chest_label_prior(train, len(chosen), name.removeprefix("prior-"), seed=seed)
+    return {study.id: _as_prediction(study, report, template) for study, report in zip(chosen, reports)}
+
+
+@functools.lru_cache(maxsize=1)
+def _question_encoder() -> Callable[[Sequence[str]], np.ndarray]:
+    """The frozen MiniLM, loaded once, each distinct text encoded once (both question baselines share it)."""
+    from radscribe.evaluate.embeddings import MiniLMEncoder
+
+    encoder, known = MiniLMEncoder(), {}
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        missing = [text for text in dict.fromkeys(texts) if text not in known]
+        if missing:
+            known.update(zip(missing, encoder.encode(missing)))
+        return np.array([known[text] for text in texts])
+
+    return encode
+
+
+def _vqa_baseline(name: str, train: Sequence[Study], valid: Sequence[Study]) -> dict[str, Prediction]:
+    train_qas = [qa for study in train for qa in study.qa]
+    asked = [(study, index, qa) for study in valid for index, qa in enumerate(study.qa)]
+    questions = [qa for _, _, qa in asked]
+    if name in ("majority", "question-prior"):
+        prior = AnswerPrior(train_qas, by_question=name == "question-prior")
+        answers = [prior.answer(qa) for qa in questions]
+    else:
+        encode = _question_encoder()
+        if not train_qas:
+            raise ValueError("the question baselines need training questions")
+        pick = nearest_question_answers if name == "nearest-question" else question_classifier_answers
+        answers = pick(train_qas, questions, encode)
+    out: dict[str, Prediction] = {study.id: Prediction(study.id, meta={"baseline": name}) for study in valid if study.qa}
+    for (study, index, qa), answer in zip(asked, answers):
+        out[study.id].answers[qa.id if qa.id is not None else qa.question] = answer
     return out

@@ -72,6 +72,18 @@ class SufficientStatistic(WeightedStatistic):
         return np.asarray(self.aggregate(weights @ self.per_sample), dtype=np.float64)
 
 
+def grouped(statistic: SufficientStatistic, groups: list[int] | np.ndarray) -> SufficientStatistic:
+    """The same statistic with its per-sample rows summed per group (e.g. the questions of one image), so
+    that resamples draw whole groups: samples that are not independent are resampled together."""
+    groups = np.asarray(groups, dtype=np.int64)
+    if groups.shape != (statistic.size,):
+        raise ValueError(f"{len(groups)} group ids for {statistic.size} samples")
+    _, index = np.unique(groups, return_inverse=True)
+    sums = np.zeros((int(index.max()) + 1, statistic.per_sample.shape[1]))
+    np.add.at(sums, index, statistic.per_sample)
+    return SufficientStatistic(sums, statistic.aggregate)
+
+
 def resample_indices(n: int, seed: int, start: int, stop: int) -> np.ndarray:
     """Indices of resamples ``start``..``stop - 1`` (rows) of ``n`` samples drawn with replacement."""
     return np.stack([np.random.default_rng((seed, b)).integers(0, n, n) for b in range(start, stop)])

@@ -19,14 +19,17 @@ bootstrap resamples (and paired comparisons of two systems) resample images.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from radscribe.evaluate.base import register_family
 from radscribe.evaluate.bootstrap import SufficientStatistic, WeightedStatistic
 from radscribe.templates import FilledTemplate, load_label_mapping
 from radscribe.types import Finding
 
 POSITIVE_VALUE = "present"
+CHEST_TEMPLATE = "chest-pa"
 
 
 def nih_fields() -> tuple[str, ...]:
@@ -121,3 +124,27 @@ def per_field_table(reference: np.ndarray, predicted: np.ndarray, fields: Sequen
         }
         for i, field in enumerate(fields)
     }
+
+
+@register_family("chest")
+def chest_family(studies: Sequence[Any], predictions: dict[str, Any], options: Any) -> Any:
+    """``macro-f1``, ``micro-f1`` and ``f1/<field>`` against the NIH labels, for the studies with a
+    ``chest-pa`` reference; a prediction's report is parsed as ``chest-pa`` (unparseable or missing:
+    every field negative). Per-field precision/recall/support are in the details of ``macro-f1``."""
+    from radscribe.evaluate.base import FamilyOutput, MetricUnavailable, scores_of
+    from radscribe.templates import TemplateParseError, parse
+
+    chosen = [s for s in studies if s.template == CHEST_TEMPLATE]
+    if not chosen:
+        raise MetricUnavailable(f"no reference study has a {CHEST_TEMPLATE} report")
+    filled: list[FilledTemplate | None] = []
+    for study in chosen:
+        prediction = predictions.get(study.id)
+        try:
+            filled.append(parse(prediction.report, CHEST_TEMPLATE) if prediction is not None and prediction.report else None)
+        except TemplateParseError:
+            filled.append(None)
+    reference, predicted = reference_positives([s.findings for s in chosen]), predicted_positives(filled)
+    statistics = chest_statistics(reference, predicted)
+    details = {"macro-f1": {"per_field": per_field_table(reference, predicted), "labels": "NIH ChestX-ray14 image labels (weak, NLP-mined)"}}
+    return FamilyOutput(scores_of(statistics, details), [s.id for s in chosen], statistics)

@@ -7,7 +7,9 @@ Each line::
      "template": "spine-ap-alignment",   # template the markdown follows (default: the reference's)
      "boxes": [{"label": "...", "x_min": 0.1, "y_min": 0.2, "x_max": 0.3, "y_max": 0.4}],
      "answers": [{"qid": "17", "answer": "yes"}, {"question": "Is there ...?", "answer": "no"}],
-     "labels": {"Cardiomegaly": 1, "Edema": -1}}   # optional CheXpert labels of the generated report
+     "labels": {"Cardiomegaly": 1, "Edema": -1},   # optional CheXpert labels of the generated report
+     "column": {"label": "spine column", ...},       # optional spine column box (default: the vertebrae's union)
+     "meta": {"fingerprint": "...", "seconds": 0.4}}  # optional: who wrote it and how (not scored)
 
 Structural problems (not JSON, no id, wrong types, duplicate ids) are errors naming file, line and
 field. A box whose coordinates are not a valid normalised box is kept as an *unparseable box*
@@ -24,7 +26,7 @@ from typing import Any
 
 from radscribe.types import Box, SchemaError
 
-KNOWN_FIELDS = frozenset({"id", "report", "template", "boxes", "answers", "labels"})
+KNOWN_FIELDS = frozenset({"id", "report", "template", "boxes", "answers", "labels", "column", "meta"})
 
 
 class PredictionError(ValueError):
@@ -46,6 +48,8 @@ class Prediction:
     boxes: list[Box | None] | None = None
     answers: dict[str, str] = field(default_factory=dict)
     labels: dict[str, int | None] | None = None
+    column: Box | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
     line: int = 0
 
     def answer_for(self, qid: str | None, question: str) -> str | None:
@@ -111,6 +115,21 @@ def _parse_labels(value: Any, where: _Where) -> dict[str, int | None]:
     return labels
 
 
+def _parse_column(value: Any, where: _Where) -> Box:
+    if not isinstance(value, dict):
+        raise where.error("column", "a box object {label, x_min, y_min, x_max, y_max}", value)
+    try:
+        return Box.from_dict({"label": "spine column", **value})
+    except SchemaError as error:
+        raise where.error(f"column.{error.field}", error.expected, error.got) from None
+
+
+def _parse_meta(value: Any, where: _Where) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise where.error("meta", "an object", value)
+    return value
+
+
 @dataclass
 class _Where:
     path: Path
@@ -147,6 +166,8 @@ def parse_prediction(text: str, path: Path | str = "<predictions>", line: int = 
         boxes=_parse_boxes(record["boxes"], where, warnings) if record.get("boxes") is not None else None,
         answers=_parse_answers(record["answers"], where) if record.get("answers") is not None else {},
         labels=_parse_labels(record["labels"], where) if record.get("labels") is not None else None,
+        column=_parse_column(record["column"], where) if record.get("column") is not None else None,
+        meta=_parse_meta(record["meta"], where) if record.get("meta") is not None else {},
         line=line,
     )
 

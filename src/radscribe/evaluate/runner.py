@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from radscribe.data.manifest import read_manifest
-from radscribe.evaluate.base import MetricUnavailable, Score
-from radscribe.evaluate.bootstrap import WeightedStatistic, bootstrap, paired_bootstrap
+from radscribe.evaluate import chest as _chest_family, spine as _spine_family  # noqa: F401  (they register their families)
+from radscribe.evaluate.base import FAMILY_FUNCTIONS, FamilyOutput, MetricUnavailable, Score, register_family
+from radscribe.evaluate.bootstrap import SufficientStatistic, WeightedStatistic, bootstrap, grouped, paired_bootstrap
 from radscribe.evaluate.predictions import Prediction, PredictionFile, read_predictions
 from radscribe.types import Study
 
 # Details kept in memory for plots but left out of metrics.json (their per-sample data is in per_sample.csv).
 BULKY_DETAILS: frozenset[str] = frozenset({"gt_ious"})
-FAMILIES: tuple[str, ...] = ("nlg", "ce", "structured", "grounding", "vqa", "judge")
 DEFAULT_FAMILIES: tuple[str, ...] = ("nlg", "ce")
+MODEL, COMPARED = "model", "compare"   # system names of the predictions file and of --compare
 
 
 @dataclass
@@ -37,6 +38,7 @@ class MetricValue:
     ci_high: float | None = None
     samples: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    system: str = "model"   # the predictions file ("model"), --compare ("compare") or "baseline:<name>"
 
     @property
     def key(self) -> str:
@@ -52,15 +54,7 @@ class Comparison:
     ci_low: float
     ci_high: float
     p_value: float
-
-
-@dataclass
-class FamilyOutput:
-    """Scores of one family, the ids of the samples they were computed over, and bootstrap statistics."""
-
-    scores: list[Score]
-    sample_ids: list[str]
-    statistics: dict[str, WeightedStatistic] = field(default_factory=dict)
+    other: str = "compare"   # the system subtracted: --compare or "baseline:<name>"
 
 
 @dataclass
@@ -74,11 +68,18 @@ class EvaluationResult:
     comparisons: list[Comparison]
     settings: dict[str, Any]
 
-    def value(self, key: str) -> MetricValue:
+    def value(self, key: str, system: str = "model") -> MetricValue:
         for item in self.values:
-            if item.key == key:
+            if item.key == key and item.system == system:
                 return item
-        raise KeyError(f"no metric '{key}'; have: {', '.join(v.key for v in self.values)}")
+        raise KeyError(f"no metric '{key}' of system '{system}'; have: {', '.join(sorted({f'{v.system}/{v.key}' for v in self.values}))}")
+
+    def comparison(self, key: str, other: str) -> Comparison:
+        """The model minus ``other`` (``compare`` or ``baseline:<name>``) on metric ``key``."""
+        for item in self.comparisons:
+            if item.key == key and item.other == other:
+                return item
+        raise KeyError(f"no comparison of '{key}' with '{other}'")
 
     def to_dict(self) -> dict[str, Any]:
         def clean(value: Any) -> Any:
@@ -88,7 +89,7 @@ class EvaluationResult:
             "settings": self.settings,
             "metrics": [
                 {
-                    "key": v.key, "family": v.family, "name": v.name, "protocol": v.protocol, "value": clean(v.value),
+                    "key": v.key, "system": v.system, "family": v.family, "name": v.name, "protocol": v.protocol, "value": clean(v.value),
                     "ci95": None if v.ci_low is None else [clean(v.ci_low), clean(v.ci_high)],
                     "samples": v.samples,
                     "details": _json_safe({k: d for k, d in v.details.items() if k not in BULKY_DETAILS}),
@@ -96,7 +97,7 @@ class EvaluationResult:
                 for v in self.values
             ],
             "comparisons": [
-                {"key": c.key, "a": clean(c.estimate_a), "b": clean(c.estimate_b), "difference": clean(c.difference),
+                {"key": c.key, "other": c.other, "a": clean(c.estimate_a), "b": clean(c.estimate_b), "difference": clean(c.difference),
                  "ci95": [clean(c.ci_low), clean(c.ci_high)], "p_value": c.p_value}
                 for c in self.comparisons
             ],
@@ -117,17 +118,18 @@ class EvaluationResult:
             f"{self.settings['studies']} reference studies; {len(self.missing)} without a prediction (scored as empty); "
             f"bootstrap: {self.settings['bootstrap_resamples']} resamples, seed {self.settings['seed']}, 95% percentile CI.",
             "",
-            "| family | metric | protocol | value | 95% CI | n |",
-            "|---|---|---|---|---|---|",
+            "| family | metric | protocol | value | 95% CI | n | system |",
+            "|---|---|---|---|---|---|---|",
         ]
         for v in self.values:
             ci = "" if v.ci_low is None else f"[{fmt(v.ci_low)}, {fmt(v.ci_high)}]"
-            lines.append(f"| {v.family} | {v.name} | `{v.protocol}` | {fmt(v.value)} | {ci} | {v.samples} |")
+            lines.append(f"| {v.family} | {v.name} | `{v.protocol}` | {fmt(v.value)} | {ci} | {v.samples} | {v.system} |")
         if self.comparisons:
-            lines += ["", f"## Paired comparison with `{self.settings['compare']}` (this minus other)", "",
-                      "| metric | this | other | difference | 95% CI | p |", "|---|---|---|---|---|---|"]
+            lines += ["", "## Paired comparisons (the model minus the other system, same bootstrap resamples)", "",
+                      "| metric | other | this | other value | difference | 95% CI | p |", "|---|---|---|---|---|---|---|"]
             for c in self.comparisons:
-                lines.append(f"| `{c.key}` | {fmt(c.estimate_a)} | {fmt(c.estimate_b)} | {fmt(c.difference)} | "
+                other = self.settings["compare"] if c.other == COMPARED else c.other
+                lines.append(f"| `{c.key}` | {other} | {fmt(c.estimate_a)} | {fmt(c.estimate_b)} | {fmt(c.difference)} | "
                              f"[{fmt(c.ci_low)}, {fmt(c.ci_high)}] | {c.p_value:.3f} |")
         if self.unavailable:
             lines += ["", "## Not computed", ""] + [f"- **{k}**: {v}" for k, v in self.unavailable.items()]
@@ -166,6 +168,7 @@ class EvaluationOptions:
     judge_prompts: tuple[str, ...] = ("llmscore",)
 
 
+@register_family("nlg")
 def _nlg(studies: list[Study], predictions: dict[str, Prediction], options: EvaluationOptions) -> FamilyOutput:
     from radscribe.evaluate.nlg import NLGCorpus
 
@@ -186,6 +189,7 @@ def _nlg(studies: list[Study], predictions: dict[str, Prediction], options: Eval
     return FamilyOutput(scores, [s.id for s in chosen], statistics)
 
 
+@register_family("ce")
 def _ce(studies: list[Study], predictions: dict[str, Prediction], options: EvaluationOptions) -> FamilyOutput:
     from radscribe.evaluate.clinical import LabelMatrix, ce_statistics, clinical_scores, label_texts, read_label_csv
 
@@ -223,6 +227,7 @@ def _ce(studies: list[Study], predictions: dict[str, Prediction], options: Evalu
     return FamilyOutput(clinical_scores(ref, hyp, name), ids, ce_statistics(ref, hyp, name))
 
 
+@register_family("structured")
 def _structured(studies: list[Study], predictions: dict[str, Prediction], options: EvaluationOptions) -> FamilyOutput:
     from radscribe.evaluate.structured import StructuredScorer
 
@@ -235,6 +240,7 @@ def _structured(studies: list[Study], predictions: dict[str, Prediction], option
     return FamilyOutput(scorer.scores_from(samples), [s.id for s in chosen], scorer.statistics(samples))
 
 
+@register_family("grounding")
 def _grounding(studies: list[Study], predictions: dict[str, Prediction], options: EvaluationOptions) -> FamilyOutput:
     from radscribe.evaluate.grounding import GroundingScorer
 
@@ -247,6 +253,7 @@ def _grounding(studies: list[Study], predictions: dict[str, Prediction], options
     return FamilyOutput(scorer.scores_from(samples), [s.id for s in chosen], scorer.statistics(samples))
 
 
+@register_family("vqa")
 def _vqa(studies: list[Study], predictions: dict[str, Prediction], options: EvaluationOptions) -> FamilyOutput:
     from radscribe.evaluate.vqa import VQAScorer
 
@@ -257,9 +264,15 @@ def _vqa(studies: list[Study], predictions: dict[str, Prediction], options: Eval
     answers = [predictions[s.id].answer_for(qa.id, qa.question) if s.id in predictions else None for s, _, qa in pairs]
     samples = scorer.samples([qa for _, _, qa in pairs], answers)
     ids = [f"{s.id}#{qa.id if qa.id is not None else index}" for s, index, qa in pairs]
-    return FamilyOutput(scorer.scores_from(samples), ids, scorer.statistics(samples))
+    # questions about one image are not independent: the bootstrap resamples images with all their questions
+    image_of = {s.id: number for number, s in enumerate(studies)}
+    images = [image_of[s.id] for s, _, _ in pairs]
+    statistics = {key: grouped(statistic, images) if isinstance(statistic, SufficientStatistic) else statistic
+                  for key, statistic in scorer.statistics(samples).items()}
+    return FamilyOutput(scorer.scores_from(samples), ids, statistics)
 
 
+@register_family("judge")
 def _judge(studies: list[Study], predictions: dict[str, Prediction], options: EvaluationOptions) -> FamilyOutput:
     from radscribe.evaluate.bootstrap import SampleMean
     from radscribe.evaluate.judge import judge_scores
@@ -279,17 +292,24 @@ def _judge(studies: list[Study], predictions: dict[str, Prediction], options: Ev
     return FamilyOutput(scores, [s.id for s in chosen], statistics)
 
 
-FAMILY_FUNCTIONS: dict[str, Callable[[list[Study], dict[str, Prediction], EvaluationOptions], FamilyOutput]] = {
-    "nlg": _nlg, "ce": _ce, "structured": _structured, "grounding": _grounding, "vqa": _vqa, "judge": _judge,
-}
+FAMILIES: tuple[str, ...] = tuple(FAMILY_FUNCTIONS)
 
 
 def _load(predictions: PredictionFile | Path | str) -> PredictionFile:
     return predictions if isinstance(predictions, PredictionFile) else read_predictions(predictions)
 
 
+def _split(studies: list[Study], split: str | None, source: Any) -> list[Study]:
+    if split is None:
+        return studies
+    chosen = [s for s in studies if s.split == split]
+    if not chosen:
+        raise ValueError(f"{source}: no study in split '{split}' (splits present: {', '.join(sorted({str(s.split) for s in studies}))})")
+    return chosen
+
+
 def evaluate(
-    predictions: PredictionFile | Path | str,
+    predictions: PredictionFile | Path | str | None,
     refs_manifest: Sequence[Study] | Path | str,
     metrics: Sequence[str] = DEFAULT_FAMILIES,
     protocol: str = "r2gen",
@@ -299,20 +319,38 @@ def evaluate(
     compare: PredictionFile | Path | str | None = None,
     options: EvaluationOptions | None = None,
     on_family: Callable[[str], None] | None = None,
+    split: str | None = None,
+    baselines: Sequence[str] | bool = (),
+    train_split: str = "train",
 ) -> EvaluationResult:
-    """Score ``predictions`` against the reference studies for the requested metric families.
+    """Score ``predictions`` against the reference studies (those of ``split`` when given) for the
+    requested metric families.
 
     ``n_resamples=0`` turns the bootstrap off. With ``compare``, every metric is also computed for the
     second predictions file and the difference (this minus other) gets a paired-bootstrap CI and p-value.
+    ``baselines`` (names, or True for every baseline of each family, :data:`baselines.BASELINES`) are
+    learned from the manifest's ``train_split`` and scored as systems of their own; each metric of the
+    model then gets a paired difference with each baseline. ``predictions=None`` scores the baselines only.
     """
+    from radscribe.evaluate.baselines import BASELINES, baseline_predictions
+
     options = options or EvaluationOptions()
     options.protocol = protocol
     unknown = [m for m in metrics if m not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown metric family {unknown}; known: {', '.join(FAMILIES)}")
-    studies = list(refs_manifest) if not isinstance(refs_manifest, (str, Path)) else read_manifest(refs_manifest)
-    system = _load(predictions)
+    all_studies = list(refs_manifest) if not isinstance(refs_manifest, (str, Path)) else read_manifest(refs_manifest)
+    studies = _split(all_studies, split, refs_manifest if isinstance(refs_manifest, (str, Path)) else "the reference studies")
+    if predictions is None and not baselines:
+        raise ValueError("nothing to score: give a predictions file or baselines")
+    if baselines and baselines is not True:
+        known = {name for family in metrics for name in BASELINES.get(family, ())}
+        wrong = sorted(set(baselines) - known)  # type: ignore[arg-type]
+        if wrong:
+            raise ValueError(f"unknown baselines {wrong} for families {', '.join(metrics)}; known: {', '.join(sorted(known)) or 'none'}")
+    system = _load(predictions) if predictions is not None else None
     other = _load(compare) if compare is not None else None
+    train = [s for s in all_studies if s.split == train_split] if baselines else []
     ref_ids = {s.id for s in studies}
     values: list[MetricValue] = []
     per_sample: list[tuple[str, str, float]] = []
@@ -321,38 +359,62 @@ def evaluate(
     for family in metrics:
         if on_family:
             on_family(family)
-        try:
-            output = FAMILY_FUNCTIONS[family](studies, system.predictions, options)
-        except MetricUnavailable as reason:
-            unavailable[family] = str(reason)
-            continue
-        other_output = FAMILY_FUNCTIONS[family](studies, other.predictions, options) if other else None
-        for score in output.scores:
-            statistic = output.statistics.get(score.key)
-            item = MetricValue(family, score.name, score.protocol, score.value, samples=len(output.sample_ids), details=score.details)
-            if statistic is not None and n_resamples > 0 and math.isfinite(score.value):
-                result = bootstrap(statistic, n_resamples=n_resamples, seed=seed)
-                item.ci_low, item.ci_high = result.low, result.high
-            values.append(item)
-            if score.per_sample is not None and len(score.per_sample) == len(output.sample_ids):
-                per_sample += [(sid, score.key, v) for sid, v in zip(output.sample_ids, score.per_sample)]
-            if other_output is not None and statistic is not None and score.key in other_output.statistics and n_resamples > 0:
-                paired = paired_bootstrap(statistic, other_output.statistics[score.key], n_resamples=n_resamples, seed=seed)
+        systems: dict[str, dict[str, Prediction]] = {}
+        if system is not None:
+            systems[MODEL] = system.predictions
+        if other is not None:
+            systems[COMPARED] = other.predictions
+        names = BASELINES.get(family, ()) if baselines is True else [b for b in baselines if b in BASELINES.get(family, ())]  # type: ignore[union-attr]
+        if baselines and not train and names:
+            unavailable[f"{family}/baselines"] = f"no study in the training split '{train_split}' to learn baselines from"
+            names = []
+        for name in names:
+            try:
+                systems[f"baseline:{name}"] = baseline_predictions(family, name, train, studies, seed=seed)
+            except (MetricUnavailable, ValueError) as reason:
+                unavailable[f"{family}/baseline:{name}"] = str(reason)
+        outputs: dict[str, FamilyOutput] = {}
+        for name, predicted in systems.items():
+            try:
+                outputs[name] = FAMILY_FUNCTIONS[family](studies, predicted, options)
+            except MetricUnavailable as reason:
+                unavailable[family if name in (MODEL, COMPARED) else f"{family}/{name}"] = str(reason)
+        primary = MODEL if MODEL in outputs else None
+        for name, output in outputs.items():
+            for score in output.scores:
+                statistic = output.statistics.get(score.key)
+                item = MetricValue(family, score.name, score.protocol, score.value, samples=len(output.sample_ids), details=score.details, system=name)
+                if statistic is not None and n_resamples > 0 and math.isfinite(score.value):
+                    result = bootstrap(statistic, n_resamples=n_resamples, seed=seed)
+                    item.ci_low, item.ci_high = result.low, result.high
+                if name != COMPARED:  # --compare is reported through the paired differences only
+                    values.append(item)
+                if name == MODEL and score.per_sample is not None and len(score.per_sample) == len(output.sample_ids):
+                    per_sample += [(sid, score.key, v) for sid, v in zip(output.sample_ids, score.per_sample)]
+                if primary is None or name == MODEL or statistic is None or n_resamples <= 0:
+                    continue
+                mine = outputs[MODEL].statistics.get(score.key)
+                if mine is None or mine.size != statistic.size:
+                    continue
+                paired = paired_bootstrap(mine, statistic, n_resamples=n_resamples, seed=seed)
                 comparisons.append(
-                    Comparison(score.key, paired.estimate_a, paired.estimate_b, paired.difference, paired.low, paired.high, paired.p_value)
+                    Comparison(score.key, paired.estimate_a, paired.estimate_b, paired.difference, paired.low, paired.high, paired.p_value, other=name)
                 )
     settings = {
-        "predictions": str(system.path), "compare": str(other.path) if other else None, "metrics": list(metrics),
+        "predictions": str(system.path) if system is not None else None, "compare": str(other.path) if other else None,
+        "metrics": list(metrics), "split": split, "baselines": sorted({v.system for v in values} - {MODEL, COMPARED}),
+        "train_split": train_split if baselines else None,
         "protocol": protocol, "bootstrap_resamples": n_resamples, "seed": seed, "ci_level": 0.95,
         "labeler": options.labeler, "vqa_mode": options.vqa_mode, "studies": len(studies),
     }
+    predicted_ids = set(system.predictions) if system is not None else ref_ids
     return EvaluationResult(
         values=values,
         per_sample=per_sample,
-        missing=sorted(ref_ids - set(system.predictions)),
-        extra=sorted(set(system.predictions) - ref_ids),
+        missing=sorted(ref_ids - predicted_ids),
+        extra=sorted(predicted_ids - ref_ids),
         unavailable=unavailable,
-        warnings=list(system.warnings),
+        warnings=list(system.warnings) if system is not None else [],
         comparisons=comparisons,
         settings=settings,
     )

@@ -31,9 +31,11 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from radscribe.evaluate.base import register_family
 from radscribe.evaluate.bootstrap import SufficientStatistic, WeightedStatistic
 from radscribe.grounding.matching import box_iou, match_at_threshold
 from radscribe.templates import FilledTemplate
@@ -179,3 +181,98 @@ def spine_statistics(samples: Sequence[SpineSample], metrics: Collection[str] = 
         for name in SPINE_METRICS
         if name in metrics
     }
+
+
+# ----- the `spine` family of `radscribe evaluate` -------------------------------------------------------
+STRICT_IOU = 0.7
+CONSISTENCY_RULES: tuple[str, ...] = ("severity", "count", "impression")
+
+
+def consistency(filled: FilledTemplate | None, vertebrae: int | None) -> dict[str, bool]:
+    """The three rules a spine report must keep with itself (all false for an unparseable report):
+
+    * ``severity``: ``alignment.severity`` is the severity of the largest listed curve angle
+      (:func:`radscribe.annotate.severity_of`), or "not assessed";
+    * ``count``: ``vertebrae.count`` equals the number of vertebra boxes drawn (``vertebrae=None``: a
+      system that draws no boxes, the rule holds vacuously);
+    * ``impression``: the impression says "Scoliosis (<overall severity>)" exactly when a listed curve
+      is scoliotic (severity other than none), and otherwise does not start with "Scoliosis".
+    """
+    from radscribe.annotate import NOT_ASSESSED, severity_of
+
+    if filled is None:
+        return {rule: False for rule in CONSISTENCY_RULES}
+    severity = _value(filled, "alignment.severity")
+    curves = _value(filled, "alignment.curves")
+    curve_severities = [str(item.values.get("severity") or "").casefold() for item in curves] if isinstance(curves, list) else []
+    scoliotic = any(value not in ("", "none", NOT_ASSESSED) for value in curve_severities)
+    impression = str(_value(filled, "impression.text") or "").strip().casefold()
+    if scoliotic:
+        impression_ok = isinstance(severity, str) and impression.startswith(f"scoliosis ({severity.casefold()})")
+    else:
+        impression_ok = not impression.startswith("scoliosis")
+    return {
+        "severity": severity == NOT_ASSESSED or severity == severity_of(largest_curve_angle(filled)),
+        "count": vertebrae is None or _count(filled) == vertebrae,
+        "impression": impression_ok,
+    }
+
+
+@register_family("spine")
+def spine_family(studies: Sequence[Any], predictions: dict[str, Any], options: Any) -> Any:
+    """Every spine metric of the model card for the studies with a ``spine-ap-alignment`` reference.
+
+    A prediction's vertebra boxes are its boxes labelled vertebra; its column is its ``column`` box or
+    else the union of its vertebrae; its report is parsed as the template (unparseable: ``None``).
+    Box metrics are computed only when some prediction carries boxes. Besides :data:`SPINE_METRICS`
+    (at IoU 0.5): ``vertebra-f1-iou0.7`` (and precision, recall, matched IoU), ``template-conformance``
+    (parses and validates), ``report-consistency`` (all rules of :func:`consistency`) and each rule
+    alone, and ``degenerate-boxes`` (boxes per image with no area or unparseable coordinates).
+    """
+    from radscribe.evaluate.base import FamilyOutput, MetricUnavailable, scores_of
+    from radscribe.evaluate.bootstrap import SampleMean
+    from radscribe.annotate import SPINE_TEMPLATE
+    from radscribe.templates import TemplateParseError, parse, validate
+
+    chosen = [s for s in studies if s.template == SPINE_TEMPLATE and s.structured]
+    if not chosen:
+        raise MetricUnavailable(f"no reference study has a {SPINE_TEMPLATE} report")
+    with_boxes = any(predictions.get(s.id) is not None and predictions[s.id].boxes is not None for s in chosen)
+    samples, strict, rules, conformant, degenerate = [], [], [], [], []
+    for study in chosen:
+        prediction = predictions.get(study.id)
+        boxes = (prediction.boxes or []) if prediction is not None else []
+        vertebrae = vertebra_boxes([b for b in boxes if b is not None and b.area > 0])
+        filled, valid = None, False
+        if prediction is not None and prediction.report:
+            try:
+                filled = parse(prediction.report, SPINE_TEMPLATE)
+                valid = not validate(filled, SPINE_TEMPLATE)
+            except TemplateParseError:
+                filled = None
+        column = prediction.column if prediction is not None and prediction.column is not None else column_of(vertebrae)
+        reference = parse(study.structured, SPINE_TEMPLATE)
+        samples.append(spine_sample(study.boxes, reference, vertebrae, filled, column))
+        strict.append(spine_sample(study.boxes, reference, vertebrae, filled, column, iou_threshold=STRICT_IOU))
+        drew = prediction is not None and prediction.boxes is not None
+        rules.append(consistency(filled, len(vertebrae) if drew else None))
+        conformant.append(float(valid))
+        degenerate.append(float(sum(b is None or b.area <= 0 for b in boxes)))
+    metrics = [m for m in SPINE_METRICS if with_boxes or m not in BOX_METRICS]
+    statistics = spine_statistics(samples, metrics)
+    if with_boxes:
+        for name, statistic in spine_statistics(strict, ("vertebra-precision", "vertebra-recall", "vertebra-f1", "vertebra-matched-iou")).items():
+            statistics[f"{name}-iou{STRICT_IOU}"] = statistic
+    statistics["template-conformance"] = SampleMean(conformant)
+    statistics["report-consistency"] = SampleMean([float(all(r.values())) for r in rules])
+    for rule in CONSISTENCY_RULES:
+        statistics[f"consistency-{rule}"] = SampleMean([float(r[rule]) for r in rules])
+    statistics["degenerate-boxes"] = SampleMean(degenerate)
+    details = {"degenerate-boxes": {"total": int(sum(degenerate))}, "report-consistency": {"inconsistent": sum(not all(r.values()) for r in rules)}}
+    scores = scores_of(statistics, details)
+    for score in scores:  # per-image values where an image has its own (per_sample.csv; best/median/worst films)
+        if score.name == "vertebra-f1":
+            score.per_sample = [sample.f1 for sample in samples]
+        elif score.name in ("report-consistency", "template-conformance", "degenerate-boxes"):
+            score.per_sample = list(statistics[score.name].values)  # type: ignore[attr-defined]
+    return FamilyOutput(scores, [s.id for s in chosen], statistics)
