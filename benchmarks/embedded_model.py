@@ -2,8 +2,9 @@
 
 Systems (validation splits carved by image; manifests from `bash configs/prepare-data.sh`):
 
-- spine, CADMA valid: ``vlm+detector`` (the model's vertebra grounding with the detector's boxes in its
-  prompt, the template derived from its boxes), ``vlm`` (``--detector none``: the model alone from the
+- spine, CADMA valid: ``release`` (the model folder as shipped: its reports carry the boxes its
+  release.json names, ``boxes_from``), ``vlm+detector`` (the model's own vertebra grounding with the
+  detector's boxes in its prompt, the template derived from its boxes), ``vlm`` (``--detector none``: the model alone from the
   image), ``detector`` (``--task detector``: the detector's boxes and the template derived from them);
   each scored by the ``spine`` family with the ``mean-spine`` and ``majority`` baselines, and the VLM
   paired against the detector (``--compare``);
@@ -42,11 +43,16 @@ MANIFESTS = {"spine": ROOT / "data/cadma/spine.jsonl", "chest": ROOT / "data/nih
 FAMILIES = {"spine": "spine", "chest": "chest,structured", "vqa": "vqa"}
 # system name -> (task, `radscribe predict` options)
 SYSTEMS = {
-    "spine": {"vlm+detector": ("spine", []), "vlm": ("spine", ["--detector", "none"]), "detector": ("spine", ["--task", "detector"])},
+    "spine": {
+        "release": ("spine", []),
+        "vlm+detector": ("spine", ["--boxes-from", "model"]),
+        "vlm": ("spine", ["--detector", "none"]),
+        "detector": ("spine", ["--task", "detector"]),
+    },
     "chest": {"vlm": ("chest", [])},
     "vqa": {"vlm": ("vqa", ["--task", "vqa"])},
 }
-OVERLAY_SYSTEM = "vlm+detector"
+OVERLAY_SYSTEM = "release"
 
 
 def radscribe(*args: str) -> None:
@@ -140,7 +146,7 @@ def main() -> None:
             continue
         files: dict[str, Path] = {}
         for system, (_, options) in SYSTEMS[task].items():
-            if not has_detector and (system == "detector" or system == "vlm+detector"):
+            if not has_detector and system in ("release", "detector", "vlm+detector"):
                 section["systems"][system] = f"not run: {args.model} has no detector/"
                 continue
             files[system] = work / f"{task}-{system.replace('+', '-')}.jsonl"
@@ -150,7 +156,7 @@ def main() -> None:
             compare = files.get("detector") if task == "spine" and system != "detector" else None
             section["systems"][system] = evaluate(task, path, work / f"{task}-{system.replace('+', '-')}-eval", args, compare)
         if task == "spine" and OVERLAY_SYSTEM in files:
-            section["overlays"] = overlays(files[OVERLAY_SYSTEM], work / "spine-vlm-detector-eval" / "per_sample.csv", out.with_name(out.stem + "_overlays"))
+            section["overlays"] = overlays(files[OVERLAY_SYSTEM], work / "spine-release-eval" / "per_sample.csv", out.with_name(out.stem + "_overlays"))
         result["tasks"][task] = section
     path = write_result(out.stem, result, out.parent)
     print(f"wrote {path}")

@@ -172,3 +172,36 @@ def test_cli_predict_vqa_and_detector_then_evaluate(manifest, tiny_folder, tmp_p
     assert any(c["other"] == "baseline:mean-spine" and c["key"] == "vertebra-f1" for c in metrics["comparisons"])
     refused = runner.invoke(app, ["predict", str(manifest), "--model", str(tiny_folder), "--task", "detector", "--detector", "none", "--out", str(tmp_path / "x.jsonl")])
     assert refused.exit_code != 0 and "needs a detector" in refused.output
+
+
+def test_a_release_that_carries_its_detectors_boxes_reports_them_and_says_so(manifest, tiny_folder, tmp_path, one_torch_thread) -> None:
+    """boxes_from='detector': the report's vertebra boxes are the detector's (no grounding pass), the
+    template is derived from them, and a release folder records the choice for from_pretrained."""
+    from radscribe.infer.loading import load_detector
+    from radscribe.models import create_model
+    from radscribe.models.embedded import RELEASE_FILE, export_release
+
+    studies = studies_of(manifest)
+    known = KnownBoxes({s.id: s.boxes for s in studies})
+    reporter = Reporter(create_model(str(tiny_folder)), detector=known, boxes_from="detector", limits=SMALL, grounding_boxes=3)
+    out = tmp_path / "release.jsonl"
+    summary = predict(studies, manifest, out, ReporterPredictor(reporter))
+    assert "boxes_from=detector" in summary.fingerprint and not summary.errors
+    records = read_predictions(out).predictions
+    assert all(record.meta["detections"] == 10 for record in records.values())
+    result = evaluate(out, manifest, ["spine"], split="valid", n_resamples=20)
+    assert result.value("vertebra-f1").value == pytest.approx(1.0)
+    assert result.value("report-consistency").value == pytest.approx(1.0)
+    [single] = reporter.report([manifest.parent / "f0.png"])
+    assert single.grounding == {} and single.model["boxes_from"] == "detector"   # the model was not asked to ground
+
+    with pytest.raises(ValueError, match="needs a detector"):
+        Reporter(create_model(str(tiny_folder)), detector=None, boxes_from="detector")
+    release = export_release(tiny_folder, tmp_path / "release", detector=tiny_folder / "detector", boxes_from="detector")
+    assert Reporter.from_pretrained(release).boxes_from == "detector"
+    assert Reporter.from_pretrained(release, boxes_from="model").boxes_from == "model"
+    assert Reporter.from_pretrained(tiny_folder).boxes_from == "model"   # no release.json: the model's own boxes
+    (release / RELEASE_FILE).write_text(json.dumps({"boxes_from": "oracle"}))
+    with pytest.raises(ValueError, match="release.json: field 'boxes_from'"):
+        Reporter.from_pretrained(release)
+    assert load_detector(release) is not None

@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(0, "--limit", min=0, help="Only the first N studies of the split (0: all)."),
         batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per generation batch."),
         rfi: bool = typer.Option(False, "--rfi", help="Region-Focused Inference: crop to the region before the report (report task)."),
+        boxes_from: Optional[str] = typer.Option(None, "--boxes-from", help="model or detector: whose boxes the report carries (default: the release's choice)."),
     ) -> None:
         """Predict every study of MANIFEST's --split with --model and write the predictions file `radscribe evaluate` reads."""
         from radscribe.data.manifest import ManifestError, read_manifest
@@ -37,7 +38,7 @@ def register(app: typer.Typer) -> None:
         except (FileNotFoundError, ManifestError, ValueError) as error:
             fail(str(error))
         try:
-            predictor = _predictor(task, model, detector, template, studies, batch_size, manifest, rfi)
+            predictor = _predictor(task, model, detector, template, studies, batch_size, manifest, rfi, boxes_from)
         except (FileNotFoundError, ValueError, KeyError, RuntimeError) as error:
             fail(str(error))
         try:
@@ -55,7 +56,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _predictor(
-    task: str, model: str | None, detector: str | None, template: str | None, studies: list, batch_size: int, manifest: Path, rfi: bool
+    task: str, model: str | None, detector: str | None, template: str | None, studies: list, batch_size: int, manifest: Path, rfi: bool,
+    boxes_from: str | None = None,
 ):
     """The predictor of ``task``: a Reporter (report, vqa) or the detector alone."""
     from radscribe.evaluate.predict import DetectorPredictor, ReporterPredictor
@@ -78,4 +80,6 @@ def _predictor(
         if len(templates) != 1:
             raise ValueError(f"{manifest}: the studies use templates {templates or 'none'}; give one with --template")
         template = templates[0]
-    return ReporterPredictor(Reporter.from_pretrained(model, template=template, detector=chosen_detector, batch_size=batch_size, rfi=RFIConfig() if rfi else None), "report")
+    options = {"boxes_from": boxes_from} if boxes_from is not None else {}
+    reporter = Reporter.from_pretrained(model, template=template, detector=chosen_detector, batch_size=batch_size, rfi=RFIConfig() if rfi else None, **options)
+    return ReporterPredictor(reporter, "report")

@@ -88,6 +88,7 @@ def export_command(
     detector: Path = typer.Option(None, "--detector", help="A detector run or saved detector folder to ship beside the model."),
     abstain: Path = typer.Option(None, "--abstain", help='JSON {"fields": {template: [field ids]}}: fields written "not assessed".'),
     name: str = typer.Option(None, "--name", help="Release name recorded in release.json."),
+    boxes_from: str = typer.Option("model", "--boxes-from", help="Whose boxes the release's reports carry for the detector's phrases: model or detector."),
 ) -> None:
     """Write a release folder: the model (loadable by radscribe and the Hugging Face Auto classes), its detector,
     abstentions and release.json."""
@@ -100,7 +101,7 @@ def export_command(
         if path.exists():
             release[key] = json.loads(path.read_text(encoding="utf-8")) if path.suffix == ".json" else path.read_text(encoding="utf-8")
     try:
-        folder = export_release(run, destination, detector=detector, abstain=abstain, release=release)
+        folder = export_release(run, destination, detector=detector, abstain=abstain, release=release, boxes_from=boxes_from)
     except (FileNotFoundError, ValueError) as error:
         fail(str(error))
     console.print(f"exported {run} to {folder}")

@@ -65,6 +65,8 @@ class ReporterPredictor:
         parts = [task, f"model={reporter.model_info['version']}"]
         if task == "report":
             parts += [f"template={reporter.template.name}", f"detector={model_version(detector) if detector is not None else 'none'}"]
+            if detector is not None:
+                parts.append(f"boxes_from={reporter.boxes_from}")
             parts += ["rfi"] if reporter.rfi is not None else []  # RFI changes what the model sees
         self.fingerprint = "|".join(parts)
         self.batch_size = reporter.batch_size if task == "report" else 1

@@ -16,6 +16,9 @@ class ModelNotAvailable(RuntimeError):
     """No model was given and no embedded default model ships with this installation."""
 
 
+BOXES_FROM = ("model", "detector")  # whose boxes a report carries for the detector's phrases (Reporter)
+
+
 def load_model(name_or_path: str | Path | None = None, **overrides: Any) -> tuple[Any, str]:
     """(model, description). ``None``: the embedded default model (``radscribe.models.default_model()``),
     else a registered name or a local folder."""
@@ -64,6 +67,17 @@ def load_abstentions(name_or_path: str | Path | None) -> dict[str, list[str]]:
     if folder is None or not (folder / ABSTAIN_FILE).exists():
         return {}
     return read_abstentions(folder / ABSTAIN_FILE)
+
+
+def load_release(name_or_path: str | Path | None) -> dict[str, Any]:
+    """A model folder's ``release.json`` (what :func:`radscribe.models.embedded.export_release` recorded), or {}."""
+    from radscribe.models.embedded import RELEASE_FILE, read_release
+
+    folder = model_folder(name_or_path)
+    release = {} if folder is None else read_release(folder)
+    if release.get("boxes_from", "model") not in BOXES_FROM:
+        raise ValueError(f"{folder / RELEASE_FILE}: field 'boxes_from': expected one of {', '.join(BOXES_FROM)}, got {release['boxes_from']!r}")
+    return release
 
 
 def describe_model(model: Any, source: str | Path | None = None) -> str:

@@ -19,9 +19,12 @@ Three tasks:
 - ``vqa`` (:meth:`Reporter.ask`): free-text answer to a question, on the whole image.
 
 With a ``detector`` (a :class:`~radscribe.models.detector.BoxDetector` for the grounded phrase, the
-vertebra detector for the spine template), its boxes go into the grounding prompt (PromptMRG-style
-detected grounding) and the model writes its own boxes from the image and those proposals; an image
-on which the detector finds no spine gets the "no spine found" report without a grounding pass.
+vertebra detector for the spine template), ``boxes_from`` says whose boxes the report carries for the
+detector's phrases: ``"model"``, the model writes its own boxes from the image with the detector's
+boxes in its grounding prompt (PromptMRG-style detected grounding); ``"detector"``, the detector's
+boxes are the report's and the model is not asked to ground those phrases (a release whose model has
+not learnt to localise as well as its detector ships this, see MODEL_CARD.md). Either way an image on
+which the detector finds no spine gets the "no spine found" report without a grounding pass.
 ``abstain`` lists, per template, the fields the model showed no skill on in validation: they are
 written "not assessed" whatever was generated.
 
@@ -46,7 +49,7 @@ from radscribe.infer.template_grammar import ConstraintLimits, grounding_grammar
 from radscribe.infer.tokens import Vocabulary
 from radscribe.infer.decoding import DecodeStats, DraftMemory, generate_constrained, supports_fast_decoding
 from radscribe.infer.features import FeatureFn, feature_fn
-from radscribe.infer.loading import model_version
+from radscribe.infer.loading import BOXES_FROM, model_version
 from radscribe.infer.rfi import RegionCrop, RFIConfig, locate_region, whole_image
 from radscribe.annotate import MIN_VERTEBRAE, NOT_ASSESSED, spine_report_from_boxes
 from radscribe.tasks import prompt
@@ -204,9 +207,14 @@ class Reporter:
         detector: Any = None,
         abstain: Mapping[str, Sequence[str]] | None = None,
         frames: str = "first",
+        boxes_from: str = "model",
     ):
         if frames not in FRAME_RULES:
             raise ValueError(f"frames must be one of {', '.join(FRAME_RULES)}, got {frames!r}")
+        if boxes_from not in BOXES_FROM:
+            raise ValueError(f"boxes_from must be one of {', '.join(BOXES_FROM)}, got {boxes_from!r}")
+        if boxes_from == "detector" and detector is None:
+            raise ValueError("boxes_from='detector' needs a detector")
         self.model = model
         self.template = load_template(template or DEFAULT_TEMPLATE)
         self.rfi = rfi
@@ -215,6 +223,7 @@ class Reporter:
         self.derived = DERIVED_TEMPLATES.get(self.template.name)
         self.ground = tuple(ground) if ground is not None else DEFAULT_GROUNDING.get(self.template.name, ())
         self.detector = detector
+        self.boxes_from = boxes_from
         self.abstain = {name: tuple(fields) for name, fields in (abstain or {}).items()}
         self.limits = limits or DEFAULT_LIMITS.get(self.template.name, ConstraintLimits())
         self.max_new_tokens = max_new_tokens
@@ -235,15 +244,19 @@ class Reporter:
         }
         if detector is not None:
             self.model_info["detector"] = f"{detector.config.name} ({model_version(detector)})"
+            self.model_info["boxes_from"] = boxes_from
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | None = None, **options: Any) -> Reporter:
-        """A Reporter for a saved model folder (None: the embedded model) with its detector and abstentions."""
-        from radscribe.infer.loading import load_abstentions, load_detector, load_model
+        """A Reporter for a saved model folder (None: the embedded model) with its detector, abstentions
+        and the release's ``boxes_from``; ``options`` override any of them."""
+        from radscribe.infer.loading import load_abstentions, load_detector, load_model, load_release
 
         model, description = load_model(name_or_path)
         options.setdefault("detector", load_detector(name_or_path))
         options.setdefault("abstain", load_abstentions(name_or_path))
+        if options["detector"] is not None:
+            options.setdefault("boxes_from", load_release(name_or_path).get("boxes_from", "model"))
         reporter = cls(model, **options)
         reporter.description = description
         return reporter
@@ -336,6 +349,8 @@ class Reporter:
                 self._structured(ready, batch, texts["report"])
             for phrase, items in grounded.items():
                 self._grounding(items, batch, phrase, texts.get(f"ground:{phrase}", []))
+            if self.boxes_from == "detector":
+                self._detector_boxes(ready, batch, phrases)
             if derived:
                 self._derive(ready, batch)
             for item in ready:
@@ -359,10 +374,23 @@ class Reporter:
             results[id(item)].detections = [item.crop.to_original(box) for box in boxes]
             results[id(item)].timings["detect"] = seconds
 
+    def _detector_boxes(self, ready: list[_Prepared], results: dict[int, ReportResult], phrases: Sequence[str]) -> None:
+        """The detector's boxes of ``phrases`` as the report's boxes (``boxes_from='detector'``)."""
+        for item in ready:
+            result = results[id(item)]
+            found = [box for box in result.detections if box.label in phrases]
+            # Fewer than MIN_VERTEBRAE boxes is "no spine here": the derived report says so, with no boxes drawn.
+            if self.derived and len(found) < MIN_VERTEBRAE:
+                found = []
+            result.boxes += [box for box in found if box.area > 0]
+
     def _grounds(self, item: _Prepared, phrase: str) -> bool:
-        """Whether the model grounds ``phrase`` on this image: not when the detector found no spine there."""
+        """Whether the model grounds ``phrase`` on this image: not when the detector's boxes are the
+        report's, nor when the detector found no spine there."""
         if item.detections is None or phrase not in self.detector.config.labels:
             return True
+        if self.boxes_from == "detector":
+            return False
         return len(item.detections) >= MIN_VERTEBRAE or not self.derived
 
     def _derive(self, ready: list[_Prepared], results: dict[int, ReportResult]) -> None:

@@ -6,7 +6,8 @@ Face Auto classes read it too), plus
 
 - ``detector/``: the BoxDetector whose boxes go into the grounding prompt (optional);
 - ``abstain.json``: per template, the fields validation showed no skill on, written "not assessed";
-- ``release.json``: the release name, the recipe, steps and data it came from.
+- ``release.json``: the release name, the recipe, steps and data it came from, and ``boxes_from``
+  (``model`` or ``detector``: whose boxes its reports carry, see :class:`radscribe.infer.Reporter`).
 
 MODEL_CARD.md says what the embedded release was trained on and what it measures.
 """
@@ -33,10 +34,23 @@ def embedded_available() -> bool:
     return (EMBEDDED_DIR / CONFIG_FILE).exists()
 
 
+def read_release(folder: Path | str) -> dict[str, Any]:
+    """A release folder's ``release.json`` ({} when it has none)."""
+    path = Path(folder) / RELEASE_FILE
+    if not path.exists():
+        return {}
+    try:
+        release = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(release, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return release
+
+
 def embedded_release() -> dict[str, Any]:
     """Where the shipped weights come from (release name, recipe, steps), as written at export."""
-    path = EMBEDDED_DIR / RELEASE_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return read_release(EMBEDDED_DIR)
 
 
 def default_model(**overrides: Any) -> RadscribeVLM:
@@ -78,13 +92,17 @@ def export_release(
     detector: Path | str | None = None,
     abstain: Path | str | None = None,
     release: dict[str, Any] | None = None,
+    boxes_from: str = "model",
 ) -> Path:
     """Write a release folder (see the module docstring) at ``destination``, atomically.
 
     ``detector``: a saved detector folder (a detector training run's ``best/`` or ``final/``);
     ``abstain``: a JSON file ``{"fields": {template: [field ids]}, ...}`` (e.g. written by the model
-    card's evaluation); ``release``: what ``release.json`` records (name, recipe, steps, data, ...).
+    card's evaluation); ``release``: what ``release.json`` records (name, recipe, steps, data, ...);
+    ``boxes_from``: whose boxes the release's reports carry (``detector`` needs ``detector``).
     """
+    if boxes_from == "detector" and detector is None:
+        raise ValueError("boxes_from='detector' needs a detector folder")
     from radscribe.data.manifest import atomic_folder, atomic_write
 
     source = run_model_folder(run_or_model)
@@ -103,5 +121,5 @@ def export_release(
             read_abstentions(abstain)  # refuse a malformed file before it ships
             shutil.copyfile(abstain, folder / ABSTAIN_FILE)
         with atomic_write(folder / RELEASE_FILE) as handle:
-            json.dump({"source": str(source), **(release or {})}, handle, indent=2)
+            json.dump({"source": str(source), **(release or {}), "boxes_from": boxes_from}, handle, indent=2)
     return Path(destination)
