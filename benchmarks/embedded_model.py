@@ -89,13 +89,14 @@ def overlays(predictions: Path, per_sample: Path, folder: Path) -> list[str]:
     from radscribe.data.manifest import read_manifest, resolve_image_path
     from radscribe.evaluate import read_predictions
 
+    predicted = read_predictions(predictions).predictions
     with per_sample.open() as handle:
-        scores = {row["sample_id"]: float(row["value"]) for row in csv.DictReader(handle) if row["metric"] == "vertebra-f1" and row["value"]}
+        scores = {row["sample_id"]: float(row["value"]) for row in csv.DictReader(handle)
+                  if row["metric"] == "vertebra-f1" and row["value"] and row["sample_id"] in predicted}  # fmt: skip
     if not scores:
         return []
     order = sorted(scores, key=lambda key: (scores[key], key))
     studies = {s.id: s for s in read_manifest(MANIFESTS["spine"])}
-    predicted = read_predictions(predictions).predictions
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for rank, study_id in (("worst", order[0]), ("median", order[len(order) // 2]), ("best", order[-1])):

@@ -132,7 +132,8 @@ def _reporter(model, template, task, question, batch_size, use_rfi, rfi_encoder,
         fail(f"cannot load model {model or '(the embedded one)'!r} or set up its reporter: {str(error).strip(chr(39) + chr(34))}", 2)
     console.print(f"model: {reporter.description}", highlight=False)
     if reporter.detector is not None:
-        console.print(f"detector: {reporter.detector.config.name} (saved with the model; its boxes go into the grounding prompt)", highlight=False)
+        role = "its boxes are the report's" if reporter.boxes_from == "detector" else "its boxes go into the model's grounding prompt"
+        console.print(f"detector: {reporter.detector.config.name} (saved with the model; {role})", highlight=False)
     return reporter
 
 
