@@ -1,4 +1,4 @@
-"""`radscribe serve` (the reporting workstation), `radscribe serve user|export`, `radscribe study create|analyze`."""
+"""`radscribe serve` (the reporting workstation), `radscribe serve user|import|export`, `radscribe study create|analyze`."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from pathlib import Path
 
 import typer
 
-from radscribe.cli.common import console, fail
+from radscribe.cli.common import console, fail, progress
 
 DATA_DIR_HELP = "The workstation's data folder (a reader-study folder runs the study)."
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``serve`` group (run, user, export) and the ``study`` group to the root app."""
-    serve_app = typer.Typer(help="The reporting workstation: run it, manage its accounts, export signed reports.",
+    """Add the ``serve`` group (run, user, import, export) and the ``study`` group to the root app."""
+    serve_app = typer.Typer(help="The reporting workstation: run it, manage its accounts, import proposals, export signed reports.",
                             invoke_without_command=True)
     serve_app.callback()(serve)
     user = typer.Typer(help="Accounts: radiologist, reader, organiser, admin.", no_args_is_help=True)
@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
     user.command("disable")(user_disable)
     user.command("token")(user_token)
     serve_app.add_typer(user, name="user")
+    serve_app.command("import")(import_proposals)
     serve_app.command("export")(export_signed)
     app.add_typer(serve_app, name="serve")
     study = typer.Typer(help="Reader studies: unassisted vs draft-assisted reporting (crossover, washout, blinded).", no_args_is_help=True)
@@ -147,17 +148,45 @@ def user_token(
     typer.echo(token)
 
 
-def export_signed(
-    out: Path = typer.Option(..., "--out", help="Folder for one file per signed report, and summary.json."),
+def import_proposals(
+    manifest: Path = typer.Argument(..., help="A manifest of proposals (`radscribe annotate spine --detect ... --out M.jsonl`) or any manifest."),
     data_dir: Path = typer.Option(Path("radscribe-data"), help=DATA_DIR_HELP),
-    format: str = typer.Option("json", help="md, json or fhir."),
+    template: str = typer.Option("spine-ap-alignment", help="Template of studies whose manifest line names none."),
+) -> None:
+    """Import a manifest's studies as drafts to review: each image stored, a study created, the proposal (boxes and template) its draft.
+
+    A radiologist corrects and signs them in the workstation; `radscribe serve export --format manifest`
+    turns the signed ones into a training manifest. Running it again skips what was imported (same study id and images).
+    """
+    from radscribe.data import ManifestError
+    from radscribe.serve.manifests import import_manifest
+
+    try:
+        summary = import_manifest(manifest, data_dir, template=template,
+                                  progress=lambda lines, total: progress(lines, "importing proposals", total))
+    except (ManifestError, FileNotFoundError, ValueError) as error:
+        fail(str(error))
+    console.print(f"{summary.imported} of {summary.studies} studies imported as drafts to review into {data_dir} "
+                  f"({summary.without_template} without a template: boxes only), {summary.already_imported} imported before",
+                  highlight=False)
+
+
+def export_signed(
+    out: Path = typer.Option(..., "--out", help="Folder for one file per signed report (manifest: manifest.jsonl and images/), and summary.json."),
+    data_dir: Path = typer.Option(Path("radscribe-data"), help=DATA_DIR_HELP),
+    format: str = typer.Option("json", help="md, json, fhir, or manifest (a training manifest: corrected boxes and signed template)."),
+    split: str = typer.Option("train", help="manifest: the split of studies that bring none from an imported manifest."),
 ) -> None:
     """Export every signed report after verifying the signature chain and each signed content; tampered ones are listed, not exported."""
+    from radscribe.serve.bulk import FORMATS
     from radscribe.serve.bulk import export_signed as run
+    from radscribe.types import SPLITS
 
-    if format not in ("md", "json", "fhir"):
-        fail(f"--format: expected md, json or fhir, got {format!r}")
-    summary = run(data_dir, out, format)
+    if format not in FORMATS:
+        fail(f"--format: expected one of {', '.join(FORMATS)}, got {format!r}")
+    if split not in SPLITS:
+        fail(f"--split: expected one of {', '.join(SPLITS)}, got {split!r}")
+    summary = run(data_dir, out, format, split)
     console.print(f"exported {summary['exported']} signed report(s) to {out} in {summary['seconds']:.2f} s; "
                   f"{len(summary['tampered'])} refused as tampered", highlight=False)
     if summary["tampered"]:

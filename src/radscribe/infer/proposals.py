@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from radscribe.annotate import annotate_spine_study
-from radscribe.data.images import ImageReadError
+from radscribe.data.images import ImageReadError, check_radiograph, read_image
 from radscribe.data.manifest import relative_image_path
-from radscribe.infer.inputs import read_radiograph
 from radscribe.types import ImageRef, Study
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ def propose_spine_manifest(
             readable = []
             for path in batch:
                 try:
-                    readable.append((path, read_radiograph(path)))
+                    readable.append((path, check_radiograph(read_image(path))))
                 except (ImageReadError, OSError, ValueError) as error:
                     summary.failed.append((str(path), str(error)))
             found = detector.detect([image for _, image in readable]) if readable else []

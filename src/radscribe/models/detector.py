@@ -190,6 +190,9 @@ class BoxDetector(nn.Module):
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if missing or unexpected:
             raise ValueError(f"{folder / WEIGHTS_FILE}: does not fit {config_path}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        misshapen = [f"'{key}' {tuple(state[key].shape)} vs {tuple(value.shape)}" for key, value in own.items() if state[key].shape != value.shape]
+        if misshapen:
+            raise ValueError(f"{folder / WEIGHTS_FILE}: does not fit {config_path}: shapes saved vs configured: {', '.join(misshapen[:3])}")
         model.load_state_dict(state, strict=True)
         model.eval()
         return model.to(device).to(memory_format=torch.channels_last)

@@ -181,7 +181,10 @@ def load_imagenet_weights(model: EfficientNetLite, path: Path | str | None = Non
     blocks_per_stage = [len(stage) for stage in model.stages]
     mapped = {}
     for key, value in source.items():
-        target = _our_key(key, blocks_per_stage)
+        try:
+            target = _our_key(key, blocks_per_stage)
+        except ValueError as error:
+            raise ValueError(f"{path}: does not match {model.config.name}: {error}") from None
         if target is None:
             continue
         if target == "stem.0.weight" and value.shape[1] != model.stem[0].in_channels:
@@ -198,6 +201,11 @@ def load_imagenet_weights(model: EfficientNetLite, path: Path | str | None = Non
     model.load_state_dict(mapped, strict=True)
 
 
+# The published block layers -> ours.
+_BLOCK_LAYERS = {"_expand_conv": "expand.0", "_bn0": "expand.1", "_depthwise_conv": "depthwise.0", "_bn1": "depthwise.1",
+                 "_project_conv": "project.0", "_bn2": "project.1"}
+
+
 def _our_key(key: str, blocks_per_stage: list[int]) -> str | None:
     """The published checkpoint's parameter name -> ours (None for the classifier and head we leave out).
 
@@ -207,11 +215,12 @@ def _our_key(key: str, blocks_per_stage: list[int]) -> str | None:
         return None
     if key.startswith(("_conv_stem.", "_bn0.")):
         return ("stem.0." if key.startswith("_conv_stem.") else "stem.1.") + key.split(".", 1)[1]
-    _, block, layer, parameter = key.split(".", 3)
+    pieces = key.split(".", 3)
+    if len(pieces) != 4 or pieces[0] != "_blocks" or not pieces[1].isdigit() or pieces[2] not in _BLOCK_LAYERS:
+        raise ValueError(f"unexpected parameter '{key}' (expected _blocks.<n>.<{'|'.join(_BLOCK_LAYERS)}>.<name>, the stem, head or classifier)")
+    _, block, layer, parameter = pieces
     stage, index = 0, int(block)
     while stage < len(blocks_per_stage) and index >= blocks_per_stage[stage]:
         index -= blocks_per_stage[stage]
         stage += 1
-    part = {"_expand_conv": "expand.0", "_bn0": "expand.1", "_depthwise_conv": "depthwise.0", "_bn1": "depthwise.1",
-            "_project_conv": "project.0", "_bn2": "project.1"}[layer]
-    return f"stages.{stage}.{index}.{part}.{parameter}"
+    return f"stages.{stage}.{index}.{_BLOCK_LAYERS[layer]}.{parameter}"

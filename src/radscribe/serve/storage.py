@@ -3,7 +3,8 @@
 Tables: ``studies``, ``study_images``, ``images`` (metadata; the bytes live in ``images/ab/<sha256>``),
 ``drafts`` (model output), ``edits`` (every saved report version), ``signatures`` (a hash chain over
 the signed content), ``audit`` (who read, exported, saved, signed, logged in; the reader-study clock),
-``users`` and ``credentials`` (see :mod:`radscribe.serve.accounts`). ``edits``, ``signatures`` and
+``users`` and ``credentials`` (see :mod:`radscribe.serve.accounts`), ``imports`` (studies created from a
+manifest, keyed by the manifest's study id and the image hashes, see :mod:`radscribe.serve.manifests`). ``edits``, ``signatures`` and
 ``audit`` are append-only (triggers refuse UPDATE and DELETE), and a study with a signature refuses
 new edits and drafts in the database itself, not only through its ``status`` column.
 
@@ -77,6 +78,9 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE TABLE IF NOT EXISTS credentials (
     token_hash TEXT PRIMARY KEY, user TEXT NOT NULL REFERENCES users(name), kind TEXT NOT NULL,
     created_at REAL NOT NULL, expires_at REAL);
+CREATE TABLE IF NOT EXISTS imports (
+    source_id TEXT NOT NULL, images TEXT NOT NULL, study_id TEXT NOT NULL UNIQUE REFERENCES studies(id),
+    imported_at REAL NOT NULL, origin TEXT NOT NULL, PRIMARY KEY (source_id, images));
 CREATE INDEX IF NOT EXISTS edits_by_study ON edits(study_id, id);
 CREATE INDEX IF NOT EXISTS drafts_by_study ON drafts(study_id, id);
 CREATE INDEX IF NOT EXISTS studies_by_reader ON studies(reader, session, position);
@@ -289,6 +293,43 @@ class Storage:
             for index, sha256 in enumerate(image_hashes):
                 db.execute("INSERT INTO study_images VALUES (?, ?, ?)", (study_id, index, sha256))
         return study_id
+
+    def import_study(
+        self, source_id: str, image_hashes: list[str], template: str, draft: dict[str, Any], origin: dict[str, Any], actor: str
+    ) -> tuple[str, bool]:
+        """A study with its images and a draft (``model``, ``markdown``, ``document``, ``result``), made once per
+        (``source_id``, images): returns ``(study id, created)``, the existing study when it was imported before.
+
+        Study, draft, import record and audit entry are one transaction, so an import killed at any
+        moment leaves each study either fully imported or not at all.
+        """
+        images = ",".join(image_hashes)
+        with self.transaction() as db:
+            found = db.execute("SELECT study_id FROM imports WHERE source_id = ? AND images = ?", (source_id, images)).fetchone()
+            if found is not None:
+                return str(found[0]), False
+            study_id, now = new_id(), self.clock()
+            db.execute("INSERT INTO studies (id, created_at, template, status) VALUES (?, ?, ?, 'drafted')", (study_id, now, template))
+            for index, sha256 in enumerate(image_hashes):
+                db.execute("INSERT INTO study_images VALUES (?, ?, ?)", (study_id, index, sha256))
+            db.execute(
+                "INSERT INTO drafts (study_id, created_at, model, markdown, document, result) VALUES (?, ?, ?, ?, ?, ?)",
+                (study_id, now, draft["model"], draft["markdown"], json.dumps(draft["document"]), json.dumps(draft["result"])),
+            )
+            db.execute("INSERT INTO imports VALUES (?, ?, ?, ?, ?)", (source_id, images, study_id, now, json.dumps(origin)))
+            db.execute("INSERT INTO audit (at, actor, action, study_id, detail) VALUES (?, ?, 'import', ?, ?)",
+                       (now, actor, study_id, f"{origin.get('manifest')}:{origin.get('line')} study {source_id} ({draft['model']})"[:500]))
+        return study_id, True
+
+    def imported_study(self, source_id: str, image_hashes: list[str]) -> str | None:
+        """The study imported before from manifest study ``source_id`` with these images, if any."""
+        rows = self.query("SELECT study_id FROM imports WHERE source_id = ? AND images = ?", (source_id, ",".join(image_hashes)))
+        return str(rows[0][0]) if rows else None
+
+    def import_origin(self, study_id: str) -> dict[str, Any] | None:
+        """Where an imported study came from (``source_id`` and the ``origin`` recorded at import); ``None`` if uploaded."""
+        rows = self.query("SELECT source_id, origin FROM imports WHERE study_id = ?", (study_id,))
+        return {"source_id": rows[0]["source_id"], **json.loads(rows[0]["origin"])} if rows else None
 
     def _with_images(self, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
         studies = [dict(row) for row in rows]
