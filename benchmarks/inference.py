@@ -1,10 +1,13 @@
 """Inference speed and template conformance on real spine films (CADMA valid).
 
-A full report = the constrained spine-ap-alignment report plus the constrained vertebra grounding pass
-(up to 24 boxes), RFI on, decoded by radscribe's own constrained loop (radscribe.infer.decoding: KV
-cache, fixed template text fed in one pass per span, report and grounding rows batched together).
+A full report as `radscribe report` makes it: the model folder loaded by Reporter.from_pretrained (its
+detector and its release's ``boxes_from``), RFI off unless --rfi. With ``boxes_from: detector`` (the
+embedded release) that is the detector plus the spine template computed from its boxes; with
+``--boxes-from model`` the constrained vertebra grounding pass (up to 24 boxes, the detector's boxes in
+the prompt) decoded by radscribe's own constrained loop (radscribe.infer.decoding: KV cache, fixed
+template text fed in one pass per span, rows batched together).
 
-- load_s: load_model until ready;
+- load_s: Reporter.from_pretrained (model and detector) until ready;
 - report_batch1_p50_s / _p95_s: wall time for one image at batch 1 (read + RFI + both passes + parse),
   over --single images (after one warm-up image that fills the grammar caches, as a server would);
 - batched_images_per_s at --batch-size over --batched images;
@@ -58,7 +61,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--unconstrained", type=int, default=None, help="images for the unconstrained conformance run (default: --single)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's own choice)")
-    parser.add_argument("--no-rfi", action="store_true")
+    parser.add_argument("--rfi", action="store_true", help="Region-Focused Inference on (off by default, as in `radscribe report`)")
+    parser.add_argument("--boxes-from", choices=("model", "detector"), default=None, help="override the release's boxes_from")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "inference.json")
     args = parser.parse_args()
     if args.threads:  # numpy's BLAS too (RFI's SVD): it reads these when first imported
@@ -67,7 +71,7 @@ def main() -> None:
 
     import torch
 
-    from radscribe.infer import Reporter, RFIConfig, load_model
+    from radscribe.infer import Reporter, RFIConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -75,10 +79,11 @@ def main() -> None:
     if len(images) < max(args.single, args.batched) + 1:
         sys.exit(f"need at least {max(args.single, args.batched) + 1} images in {args.images}")
     start = time.perf_counter()
-    model, description = load_model(args.model)
+    rfi = RFIConfig() if args.rfi else None
+    options = {"boxes_from": args.boxes_from} if args.boxes_from else {}
+    reporter = Reporter.from_pretrained(args.model, rfi=rfi, batch_size=args.batch_size, **options)
+    model, description = reporter.model, reporter.description
     load_s = time.perf_counter() - start
-    rfi = None if args.no_rfi else RFIConfig()
-    reporter = Reporter(model, rfi=rfi, batch_size=args.batch_size)
     reporter.report(images[:1])  # warm-up: builds the grammar transition caches once, as a server would
 
     single, constrained_results = [], []
@@ -106,7 +111,9 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "template": reporter.template.name,
         "grounding": list(reporter.ground),
-        "rfi": not args.no_rfi,
+        "rfi": args.rfi,
+        "detector": reporter.model_info.get("detector"),
+        "boxes_from": reporter.boxes_from if reporter.detector is not None else "model",
         "decoder": "radscribe.infer.decoding.generate_constrained",
         "load_s": round(load_s, 3),
         "report_batch1_p50_s": round(statistics.median(single), 3),
