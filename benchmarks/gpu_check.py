@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from provenance import write_result
+from provenance import RESULTS, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -125,7 +125,7 @@ def train_steps(model, batch_size: int, steps: int, device: torch.device) -> dic
         "parameters": model.num_parameters(), "trainable": model.num_parameters(trainable_only=True),
         "batch": batch_size, "tokens_per_sequence": int(batch["input_ids"].shape[1]), "image_tokens": image_tokens,
         "step_s": round(step, 4), "tokens_per_s": round(tokens / step, 1), "loss": round(float(loss), 4),
-        "mfu": round(flops / step / (PEAK_TFLOPS * 1e12), 4), "step_tflop": round(flops / 1e12, 3),
+        "mfu": float(f"{flops / step / (PEAK_TFLOPS * 1e12):.3g}"),  # significant digits: a CPU smoke run is ~1e-6 "step_tflop": round(flops / 1e12, 3),
         "planned_gib": round(planned.total_checkpointed / GIB, 3),
     }
     if device.type == "cuda":
@@ -169,6 +169,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on CPU (a test of this script, not a measurement)")
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the result (default benchmarks/results)")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     if not args.smoke and device.type != "cuda":
@@ -188,7 +189,7 @@ def main() -> None:
             del model
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    write_result("gpu_check_smoke" if args.smoke else "gpu_check", report)
+    write_result("gpu_check_smoke" if args.smoke else "gpu_check", report, args.results)
 
 
 if __name__ == "__main__":
