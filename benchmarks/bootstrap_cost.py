@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import random
 import sys
 import time
 from pathlib import Path
 
+from provenance import write_result
+
 REPO = Path(__file__).resolve().parents[1]
 IU = REPO.parent / "shared" / "data" / "iu-xray-reports" / "reports.jsonl"
-OUT = REPO / "benchmarks" / "results" / "bootstrap_cost.json"
 PAIRS = 3000
 RESAMPLES = 1000
 NAIVE_RESAMPLES = 20
@@ -37,7 +37,6 @@ def timed(function) -> tuple[float, float, object]:
 def main() -> None:
     if not IU.exists():
         sys.exit(f"needs the IU X-ray reports at {IU}")
-    from radscribe.data.manifest import atomic_write
     from radscribe.evaluate.bootstrap import bootstrap, paired_bootstrap, resample_indices
     from radscribe.evaluate.nlg import NLGCorpus
 
@@ -94,12 +93,10 @@ def main() -> None:
         "drawing_resample_indices": index_cost,
         "paired": paired_cost,
         "naive_recompute": naive_cost,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load_average_at_end": os.getloadavg(),
-                    "note": "2 shared cores; other helpers were running, CPU time is the steadier measure"},
+        "load_average_at_end": os.getloadavg(),
+        "note": "2 shared cores; other helpers were running, CPU time is the steadier measure",
     }
-    with atomic_write(OUT) as handle:
-        json.dump(payload, handle, indent=2)
-    print(f"wrote {OUT}")
+    write_result("bootstrap_cost", payload)
 
 
 if __name__ == "__main__":

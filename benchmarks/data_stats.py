@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from provenance import write_result
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 DATASETS = {
@@ -38,10 +40,7 @@ def main() -> None:
             stats = subprocess.run([executable, "data", "stats", str(out), "--json"], check=True, capture_output=True, text=True)
             results[name] = {"importer": kind, **json.loads(stats.stdout)}
             print(f"{name}: {results[name]['studies']} studies", file=sys.stderr)
-    target = REPO / "benchmarks" / "results" / "data_stats.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {target}")
+    write_result("data_stats", results)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,14 @@ Run: python benchmarks/evaluate_command.py   (needs ../shared/data/iu-xray-repor
 from __future__ import annotations
 
 import json
-import platform
 import random
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from provenance import write_result
 
 REPO = Path(__file__).resolve().parents[1]
 IU = REPO.parent / "shared" / "data" / "iu-xray-reports"
@@ -74,11 +75,9 @@ def main() -> None:
         "metric_values": len(metrics["metrics"]),
         "wall_seconds": round(seconds, 2),
         "headline": headline,
-        "machine": {"python": platform.python_version(), "cpus_visible": __import__("os").cpu_count(), "note": "2 cores shared with other jobs"},
+        "note": "2 cores shared with other jobs",
     }
-    out = REPO / "benchmarks" / "results" / "evaluate_command.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result("evaluate_command", result)
 
 
 if __name__ == "__main__":

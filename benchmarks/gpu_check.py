@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from provenance import write_result
+from provenance import RESULTS, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -170,6 +170,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on CPU (a test of this script, not a measurement)")
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the result (default benchmarks/results)")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     if not args.smoke and device.type != "cuda":
@@ -189,7 +190,7 @@ def main() -> None:
             del model
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    write_result("gpu_check_smoke" if args.smoke else "gpu_check", report)
+    write_result("gpu_check_smoke" if args.smoke else "gpu_check", report, args.results)
 
 
 if __name__ == "__main__":

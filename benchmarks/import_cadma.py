@@ -9,8 +9,6 @@ of the children (RUSAGE_CHILDREN ru_maxrss, KiB on Linux). Writes benchmarks/res
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import resource
 import shutil
 import statistics
@@ -19,6 +17,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from provenance import write_result
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "spine-cadma" / "train"
@@ -54,13 +54,8 @@ def main() -> None:
         "max_wall_s": round(max(times), 3),
         "images_per_s": round(studies / statistics.median(times), 1),
         "peak_rss_mib": round(peak_rss_mib, 1),
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
     }
-    target = REPO / "benchmarks" / "results" / "import_cadma.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result("import_cadma", result)
 
 
 if __name__ == "__main__":

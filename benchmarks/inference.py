@@ -29,13 +29,13 @@ transformers' generate 100x slower and RFI's SVD 50x slower. Recorded with the l
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from provenance import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = ROOT.parent / "shared" / "data" / "spine-cadma" / "valid" / "images"
@@ -108,7 +108,6 @@ def main() -> None:
         "device": str(model.device),
         "cpu_threads": torch.get_num_threads(),
         "load_average_1m": round(os.getloadavg()[0], 2),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "template": reporter.template.name,
         "grounding": list(reporter.ground),
         "rfi": args.rfi,
@@ -131,13 +130,8 @@ def main() -> None:
         "conformance_unconstrained": conformance(unconstrained),
         "failed_images": failed,
         "images": f"{args.images} (first {1 + max(args.single, args.batched)} files, sorted)",
-        "command": "python " + " ".join(sys.argv),
     }
-    print(json.dumps(result, indent=2))
-    from radscribe.data.manifest import atomic_write
-
-    with atomic_write(args.out) as handle:
-        json.dump(result, handle, indent=2)
+    write_result(args.out.stem, result, args.out.parent)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ core (reports/s, best of 3 passes over all reports).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from pathlib import Path
+
+from provenance import write_result
 
 from radscribe.data import atomic_write
 from radscribe.labeling import CHEXPERT_OBSERVATIONS, ChexpertLite
@@ -71,11 +71,9 @@ def main() -> None:
             "not_indexed": sum(1 for r, t in zip(records, texts) if t and mapping.excluded(r["mesh_major"])),
         },
         "variants": variants,
-        "speed": {"reports_per_s": round(speed, 1), "reports": len(texts), "python": platform.python_version()},
+        "speed": {"reports_per_s": round(speed, 1), "reports": len(texts)},
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_write(RESULTS / "labeler_iu_mesh.json") as handle:
-        json.dump(result, handle, indent=2)
+    write_result("labeler_iu_mesh", result, RESULTS)
     markdown = _markdown(result)
     with atomic_write(RESULTS / "labeler_iu_mesh.md") as handle:
         handle.write(markdown)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -23,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from provenance import write_result
 
-from radscribe.data.manifest import atomic_write
 from radscribe.models import create_model, describe_size
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,16 +132,11 @@ def main() -> None:
             "torch_threads_training": training_threads,
             "cpu_count": os.cpu_count(),
             "load_average_1m": round(os.getloadavg()[0], 2),
-            "processor": platform.processor() or platform.machine(),
             "torch": torch.__version__,
             "note": "CPU shared with other jobs; rerun for variance",
         },
     }
-    out = REPO / "benchmarks" / "results" / "model_forward.json"
-    with atomic_write(out) as handle:
-        json.dump(result, handle, indent=2)
-    print(json.dumps({k: result[k] for k in ("parameters", "weights_mb_fp32", "safetensors_mb_as_saved", "train_step", "generate")}, indent=2))
-    print(f"wrote {out}")
+    write_result("model_forward", result)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+from provenance import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "spine-cadma"
@@ -309,7 +310,6 @@ def main() -> None:
         "seconds_per_image_p95": round(sorted(seconds)[int(0.95 * (len(seconds) - 1))], 4),
         "label_free_fixed_crops": {"whole_image": summary(*whole), "prior_box_alone": summary(*prior)},
         "goals": {"mean_recall": RECALL_GOAL, "mean_iou": 0.8},
-        "command": "python " + " ".join(sys.argv),
     }
     if tuning is not None:
         result["tuning"] = {
@@ -320,11 +320,7 @@ def main() -> None:
             "note": "tuning scores unrounded boxes; the measured crops are rounded outwards to whole pixels",
             **tuning,
         }
-    print(json.dumps(result, indent=2))
-    from radscribe.data.manifest import atomic_write
-
-    with atomic_write(args.out) as handle:
-        json.dump(result, handle, indent=2)
+    write_result(args.out.stem, result, args.out.parent)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,13 @@ with the derived curves.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+
+from provenance import write_result
 
 from radscribe.annotate import annotate_spine_manifest, filled_of
 from radscribe.data import read_manifest
@@ -107,9 +108,7 @@ def main() -> None:
         "seconds_annotate_with_overlays": None if overlay_seconds is None else round(overlay_seconds, 2),
         "command": "python benchmarks/spine_annotation.py" + (" --overlays DIR" if args.overlays else ""),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(result, indent=2))
+    write_result(args.out.stem, result, args.out.parent)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,12 @@ benchmarks/results/structure_iu.json and prints it.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from collections import Counter
 from pathlib import Path
 
-from radscribe.data import atomic_write
+from provenance import write_result
+
 from radscribe.labeling import structure_report
 from radscribe.labeling.validation import load_iu_reports
 from radscribe.templates import TemplateParseError, parse, render, validate
@@ -93,14 +92,10 @@ def main() -> None:
             "reports_per_s": round(len(pairs) / min(timings), 1),
             "passes_s": [round(t, 2) for t in timings],
             "render_parse_validate_s": round(check_seconds, 2),
-            "python": platform.python_version(),
             "note": "one core of a shared 2-core machine; structure_report only (labeling included)",
         },
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_write(RESULTS / "structure_iu.json") as handle:
-        json.dump(result, handle, indent=2)
-    print(json.dumps({key: value for key, value in result.items() if key != "field_values"}, indent=2))
+    write_result("structure_iu", result, RESULTS)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,14 @@ Writes benchmarks/results/tasks_build.json and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from radscribe.data import atomic_write, read_manifest
+from provenance import write_result
+
+from radscribe.data import read_manifest
 from radscribe.data.importers import import_dataset
 from radscribe.grounding import list_codecs
 from radscribe.tasks import TASKS, build_examples
@@ -91,15 +91,10 @@ def main() -> None:
     payload = {
         "benchmark": "tasks_build",
         "command": "python benchmarks/tasks_build.py",
-        "machine": {"python": platform.python_version(), "processor": platform.machine()},
         "repeats": args.repeats,
         "results": results,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_write(RESULTS / "tasks_build.json") as handle:
-        json.dump(payload, handle, indent=2)
-        handle.write("\n")
-    print(f"\nwrote {RESULTS / 'tasks_build.json'}")
+    write_result("tasks_build", payload, RESULTS)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,13 @@ first parse.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import string
 import tempfile
 import time
 from pathlib import Path
+
+from provenance import write_result
 
 from radscribe.annotate import annotate_chest_manifest, annotate_spine_manifest
 from radscribe.data import read_manifest
@@ -96,9 +97,7 @@ def main() -> None:
         "seconds": round(time.perf_counter() - start, 2),
         "command": f"python benchmarks/template_roundtrip.py --random {args.random}",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(result, indent=2))
+    write_result(args.out.stem, result, args.out.parent)
 
 
 if __name__ == "__main__":

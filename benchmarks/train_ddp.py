@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
+from provenance import write_result
 
-from radscribe.data.manifest import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,9 +124,7 @@ def main() -> None:
         "two_process_seconds": ddp_seconds,
         "note": "CPU shared with other jobs while measured; each DDP rank uses 1 thread; wall times include start-up",
     }
-    with atomic_write(args.out) as handle:
-        json.dump(result, handle, indent=2)
-    print(json.dumps(result, indent=2))
+    write_result(args.out.stem, result, args.out.parent)
 
 
 if __name__ == "__main__":

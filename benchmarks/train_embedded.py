@@ -18,6 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from provenance import write_result
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -66,10 +68,8 @@ def main() -> None:
         summary["processes_timed"] = len(measured)
     if args.note:
         summary["note"] = args.note
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_result(args.out.stem, summary, args.out.parent)
     shutil.copyfile(args.run_dir / "loss_curve.png", args.out.with_name(args.out.stem + "_loss_curve.png"))
-    print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ Writes benchmarks/results/train_throughput.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import resource
 import statistics
 import tempfile
@@ -25,8 +23,8 @@ import time
 from pathlib import Path
 
 import torch
+from provenance import write_result
 
-from radscribe.data.manifest import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -138,14 +136,11 @@ def main() -> None:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(),
         "load_average_1m": os.getloadavg()[0],
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        "torch": torch.__version__,
         "note": "CPU shared with other jobs while measured; precision fp32",
         "steps": steps,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(args.out) as handle:
-        json.dump(result, handle, indent=2)
-    print(json.dumps({k: v for k, v in result.items() if k != "steps"}, indent=2))
+    write_result(args.out.stem, result, args.out.parent)
 
 
 if __name__ == "__main__":

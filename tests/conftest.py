@@ -1,13 +1,15 @@
-"""Shared test fixtures: where the real data lives, and skipping cleanly when it is absent."""
+"""Shared test fixtures: where the real data lives, the manifests built from it, and skipping cleanly when it is absent."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# The same default and override as configs/prepare-data.sh.
+SHARED_DATA = Path(os.environ.get("RADSCRIBE_DATA", REPO.parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,7 @@ def one_torch_thread():
 
 
 def shared_path(*parts: str) -> Path:
-    """A path under ``../shared/data``; skips the calling test with a reason when it is absent."""
+    """A path under ``../shared/data`` (or ``$RADSCRIBE_DATA``); skips the calling test with a reason when it is absent."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"real data not available: {path} (see ../shared/data/README.md)")
@@ -52,3 +54,33 @@ def iu_dir() -> Path:
 @pytest.fixture
 def chexpert_rules_dir() -> Path:
     return shared_path("chexpert-rules")
+
+
+# ----- manifests built from the shared data, as configs/prepare-data.sh builds them (once per test session) -----
+
+
+@pytest.fixture(scope="session")
+def spine_manifest(tmp_path_factory) -> Path:
+    """``data/cadma/spine.jsonl``: CADMA imported, then annotated with the spine template."""
+    from radscribe.annotate import annotate_spine_manifest
+    from radscribe.data import import_dataset
+
+    source = shared_path("spine-cadma")
+    folder = tmp_path_factory.mktemp("cadma")
+    import_dataset("cadma", source, folder / "cadma.jsonl")
+    annotate_spine_manifest(folder / "cadma.jsonl", folder / "spine.jsonl")
+    return folder / "spine.jsonl"
+
+
+@pytest.fixture(scope="session")
+def chest_manifest(tmp_path_factory) -> Path:
+    """``data/nih/chest.jsonl``: NIH ChestX-ray14 imported, chest template filled, 15 % carved out as valid (seed 0)."""
+    from radscribe.annotate import annotate_chest_manifest
+    from radscribe.data import assign_splits, import_dataset, read_manifest, write_manifest
+
+    source = shared_path("nih-cxr14-621")
+    folder = tmp_path_factory.mktemp("nih")
+    import_dataset("nih-cxr14", source, folder / "nih.jsonl")
+    annotate_chest_manifest(folder / "nih.jsonl", folder / "chest-all.jsonl")
+    write_manifest(assign_splits(read_manifest(folder / "chest-all.jsonl"), valid=0.15, seed=0), folder / "chest.jsonl")
+    return folder / "chest.jsonl"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_path
 
 from radscribe.annotate import analyze_spine
 from radscribe.data.images import read_image
@@ -29,15 +28,8 @@ from radscribe.evaluate.spine import spine_sample, spine_statistics, vertebra_bo
 from radscribe.templates import GroundedFinding, load_template, parse, validate
 from radscribe.types import QA, Study
 
-DATA = Path(__file__).resolve().parents[1] / "data"
-
-
-def manifest(dataset: str, *parts: str) -> tuple[Path, list[Study], list[Study]]:
-    """A built manifest over real data in ../shared/data/<dataset> (skips when either is absent)."""
-    shared_path(dataset)
-    path = DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} not built (bash configs/prepare-data.sh; needs ../shared/data)")
+def split(path: Path) -> tuple[Path, list[Study], list[Study]]:
+    """A built manifest with its train and valid studies."""
     studies = read_manifest(path)
     return path, [s for s in studies if s.split == "train"], [s for s in studies if s.split == "valid"]
 
@@ -116,8 +108,8 @@ def test_retrieval_answers_prefer_the_same_question_then_the_nearest_image() -> 
 # ----- real manifests -------------------------------------------------------------------------------------
 
 
-def test_mean_training_spine_of_cadma_is_a_plausible_column() -> None:
-    _, train, valid = manifest("spine-cadma", "cadma", "spine.jsonl")
+def test_mean_training_spine_of_cadma_is_a_plausible_column(spine_manifest) -> None:
+    _, train, valid = split(spine_manifest)
     boxes = mean_spine(train)
     counts = [len(vertebra_boxes(s.boxes)) for s in train]
     assert len(boxes) == round(float(np.mean(counts)))
@@ -136,8 +128,8 @@ def test_mean_training_spine_of_cadma_is_a_plausible_column() -> None:
         assert prediction.column is not None and prediction.column.y_min == pytest.approx(boxes[0].y_min)
 
 
-def test_spine_prior_is_the_training_majority_and_scores_as_a_constant() -> None:
-    _, train, valid = manifest("spine-cadma", "cadma", "spine.jsonl")
+def test_spine_prior_is_the_training_majority_and_scores_as_a_constant(spine_manifest) -> None:
+    _, train, valid = split(spine_manifest)
     predictions = prior_reports(train, len(valid), "spine-ap-alignment")
     severities = Counter(parse(s.structured, s.template).get("alignment.severity") for s in train)
     assert predictions[0].filled.get("alignment.severity") == severities.most_common(1)[0][0]
@@ -149,8 +141,8 @@ def test_spine_prior_is_the_training_majority_and_scores_as_a_constant() -> None
     assert accuracy == pytest.approx(expected)
 
 
-def test_retrieval_finds_a_training_film_from_its_own_image_and_copies_its_boxes() -> None:
-    path, train, _ = manifest("spine-cadma", "cadma", "spine.jsonl")
+def test_retrieval_finds_a_training_film_from_its_own_image_and_copies_its_boxes(spine_manifest) -> None:
+    path, train, _ = split(spine_manifest)
     train = train[:12]
     embeddings = embed_studies(train, path, thumbnail, batch_size=5)
     assert embeddings.shape[0] == 12 and np.allclose(np.linalg.norm(embeddings, axis=1), 1.0)
@@ -161,8 +153,8 @@ def test_retrieval_finds_a_training_film_from_its_own_image_and_copies_its_boxes
     assert sample.f1 == 1.0 and sample.severity_correct and sample.angle_error == 0 and sample.column_iou == pytest.approx(1.0)
 
 
-def test_chest_priors_on_the_nih_carve_out() -> None:
-    _, train, valid = manifest("nih-cxr14-621", "nih", "chest.jsonl")
+def test_chest_priors_on_the_nih_carve_out(chest_manifest) -> None:
+    _, train, valid = split(chest_manifest)
     majority = prior_reports(train, len(valid), "chest-pa")
     assert all(majority[0].filled.get(field) == "absent" for field in nih_fields())
     reference = reference_positives([s.findings for s in valid])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -13,7 +11,6 @@ from radscribe.evaluate.chest import chest_statistics, nih_fields, per_field_tab
 from radscribe.templates import load_template, parse
 from radscribe.types import Finding
 
-CHEST_MANIFEST = Path(__file__).resolve().parents[1] / "data" / "nih" / "chest.jsonl"
 
 
 def nih(*labels: str) -> list[Finding]:
@@ -89,10 +86,8 @@ def test_paired_bootstrap_difference_of_macro_f1() -> None:
     assert same.difference == 0 and same.low == 0 and same.high == 0
 
 
-def test_reference_positives_agree_with_the_manifest_templates() -> None:
-    if not CHEST_MANIFEST.exists():
-        pytest.skip(f"{CHEST_MANIFEST} not built (bash configs/prepare-data.sh)")
-    studies = read_manifest(CHEST_MANIFEST)
+def test_reference_positives_agree_with_the_manifest_templates(chest_manifest) -> None:
+    studies = read_manifest(chest_manifest)
     from_labels = reference_positives([study.findings for study in studies])
     from_templates = predicted_positives([parse(study.structured, study.template) for study in studies])
     assert from_labels.shape == (len(studies), 13)

@@ -82,7 +82,6 @@ def test_vqa_and_grounding_end_to_end(tmp_path, vqa_rad_dir, cadma_dir):
 
 
 def test_nlg_and_ce_with_label_csvs(tmp_path, iu_dir):
-    pytest.importorskip("radscribe.evaluate.nlg")
     manifest, studies = _subset("iu-xray", iu_dir, tmp_path, 30)
     studies = [s for s in studies if s.report_text]
     predictions = _write(tmp_path / "preds.jsonl", [{"id": s.id, "report": s.report_text} for s in studies])

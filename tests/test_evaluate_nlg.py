@@ -234,3 +234,56 @@ def test_meteor_runs_the_jar_with_per_sample_values():
     assert all(0 <= v <= 1 for v in meteor.per_sample)
     # The corpus value pools the jar's statistics; it is not the mean of the per-sample values.
     assert 0 < meteor.value < 1
+
+
+def test_scoring_one_metric_at_a_time_counts_once_and_equals_scoring_together(iu_dir, monkeypatch):
+    from radscribe.evaluate.nlg import BleuScorer, CiderDScorer, RougeLScorer
+    from radscribe.evaluate.preprocess import WhitespaceProtocol
+
+    tokenised = []
+    real_tokenize = WhitespaceProtocol.tokenize
+
+    def counting_tokenize(self, texts):
+        tokenised.append(len(texts))
+        return real_tokenize(self, texts)
+
+    monkeypatch.setattr(WhitespaceProtocol, "tokenize", counting_tokenize)
+    refs, hyps = perturbed_pairs(iu_reports(iu_dir), 300, seed=5)
+    one_at_a_time = {
+        s.name: s
+        for scorer in (BleuScorer("whitespace"), RougeLScorer("whitespace"), CiderDScorer("whitespace"))
+        for s in scorer.compute_score(refs, hyps)
+    }
+    assert len(tokenised) == 1  # the second and third metric reuse the first one's tokens and counts
+    together = {s.name: s for s in NLGCorpus.from_texts(refs, hyps, "whitespace").scores()}
+    assert set(one_at_a_time) == set(together)
+    for name, score in together.items():
+        assert one_at_a_time[name].value == score.value and one_at_a_time[name].per_sample == score.per_sample, name
+
+
+def test_counted_texts_are_reused_only_for_the_same_texts_and_protocol():
+    from radscribe.evaluate.nlg import BleuScorer, RougeLScorer
+
+    refs = ["the heart is normal . no effusion .", ["lungs are clear .", "the lungs are clear ."], "no pneumothorax ."]
+    hyps = ["the heart is normal .", "lungs clear .", "large pneumothorax ."]
+    (before,) = RougeLScorer("whitespace").compute_score(refs, hyps)
+    hyps[1] = "the lungs are clear ."  # the caller edits a list it scored before
+    (after,) = RougeLScorer("whitespace").compute_score(refs, hyps)
+    fresh = NLGCorpus.from_texts(refs, hyps, "whitespace").rouge_l().per_sample
+    assert after.per_sample == fresh and after.per_sample[1] == 1.0 != before.per_sample[1]
+    # The same texts under another protocol are counted anew: r2gen lower-cases and splits off the ".".
+    refs, hyps = ["The heart is normal."], ["the heart is normal ."]
+    (whitespace_rouge,) = RougeLScorer("whitespace").compute_score(refs, hyps)
+    r2gen_bleu = BleuScorer("r2gen").compute_score(refs, hyps)[0]
+    assert whitespace_rouge.value < 1 and r2gen_bleu.key == "bleu1@r2gen" and r2gen_bleu.value == pytest.approx(1.0)
+
+
+def test_protocols_are_equal_when_they_tokenise_alike():
+    from radscribe.evaluate.preprocess import R2GenProtocol, WhitespaceProtocol
+
+    assert R2GenProtocol() == R2GenProtocol() and hash(R2GenProtocol()) == hash(R2GenProtocol())
+    assert R2GenProtocol("iu_xray") != R2GenProtocol()
+    assert R2GenProtocol(vocabulary={"a", "b"}) == R2GenProtocol(vocabulary=["b", "a"])
+    assert R2GenProtocol(vocabulary={"a", "b"}) != R2GenProtocol(vocabulary={"a", "c"})  # same size, other words
+    assert R2GenProtocol(max_reference_tokens=5) != R2GenProtocol()
+    assert WhitespaceProtocol() == WhitespaceProtocol() != R2GenProtocol()

@@ -12,11 +12,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_gpu_check_smoke_mode_trains_plans_and_decodes(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--smoke"],
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--smoke", "--results", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=1500,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((REPO / "benchmarks" / "results" / "gpu_check_smoke.json").read_text())
+    report = json.loads((tmp_path / "gpu_check_smoke.json").read_text())
     assert report["smoke"] and set(report["models"]) == {"gemma3", "qwen2.5-vl"}
     for entry in report["models"].values():
         training = entry["training"]

@@ -89,6 +89,7 @@ class NLGCorpus:
     """Tokenised references and hypotheses, counted once; every NLG metric and bootstrap statistic reads from it.
 
     ``refs[i]`` holds the token lists of sample ``i``'s references (at least one), ``hyps[i]`` its hypothesis.
+    The corpus keeps these lists (ROUGE-L reads them), so they must not change afterwards.
     """
 
     def __init__(self, refs: TokenizedRefs, hyps: TokenizedHyps, protocol: str = "", max_n: int = MAX_N) -> None:
@@ -111,6 +112,7 @@ class NLGCorpus:
         vocabulary = {token: index for index, token in enumerate(dict.fromkeys(tokens))}
         self._vocabulary_size = len(vocabulary)
         self._token_ids = np.fromiter(map(vocabulary.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+        self._texts = texts
         self._text_lengths = lengths
         self.ref_counts = np.array([len(sample) for sample in refs], dtype=np.int64)
         self.ref_starts = np.cumsum(self.ref_counts) - self.ref_counts
@@ -137,40 +139,42 @@ class NLGCorpus:
     def _ngrams(self) -> dict[str, Any]:
         """Count entries (n-gram, text) sorted by ``gram * num_texts + text``; texts: hypotheses, then references.
 
-        Per order one argsort of ``(raw n-gram key, text)`` gives both the dense n-gram ids (the next
-        order's prefixes) and the per-text counts.
+        Per order one sort of the raw n-gram keys gives both the dense n-gram ids (the next order's
+        prefixes) and the per-text counts. Positions stay in the previous order's sorted order, so ties
+        (equal n-grams) keep their position order, and with it their text order.
         """
         lengths, flat = self._text_lengths, self._token_ids
         num_texts, total = lengths.size, flat.size
-        text_of = np.repeat(np.arange(num_texts), lengths)
+        # 32-bit positions, texts and n-gram ids inside the loop (half the memory traffic); keys are 64-bit.
+        text_of = np.repeat(np.arange(num_texts, dtype=np.int32), lengths)
         # Tokens left in the text from each position on (itself included): an n-gram starts where >= n.
         remaining = np.repeat(lengths, lengths) - (np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths))
-        positions, codes = np.arange(total), flat
-        keys, counts, sizes = [], [], []
+        remaining = remaining.astype(np.int32)
+        positions, prefix = np.arange(total, dtype=np.int32), None
+        grams, texts, counts, sizes = [], [], [], []
         offset = 0
         for k in range(self.max_n):
-            if k:
+            if prefix is None:
+                raw = flat
+            else:
                 keep = remaining[positions] > k
                 positions = positions[keep]
                 # A (k+1)-gram is its k-gram prefix id extended by one token.
-                raw = codes[keep] * self._vocabulary_size + flat[positions + k]
-            else:
-                raw = flat
-            composite = raw * num_texts + text_of[positions]
-            order = np.argsort(composite)
-            composite = composite[order]
-            raw_sorted = composite // num_texts
-            dense = np.cumsum(_starts_of_runs(raw_sorted)) - 1
-            codes = np.empty_like(dense)
-            codes[order] = dense
-            entry_starts = np.flatnonzero(_starts_of_runs(composite))
-            keys.append((offset + dense[entry_starts]) * num_texts + composite[entry_starts] % num_texts)
-            counts.append(np.diff(np.append(entry_starts, composite.size)))
-            sizes.append(int(dense[-1]) + 1 if dense.size else 0)
+                raw = prefix[keep].astype(np.int64) * self._vocabulary_size + flat[positions + k]
+            order, raw_sorted = _stable_sort(raw)
+            positions = positions[order]
+            text_sorted = text_of[positions]
+            gram_starts = _starts_of_runs(raw_sorted)
+            prefix = np.cumsum(gram_starts, dtype=np.int32) - 1
+            entry_starts = np.flatnonzero(gram_starts | _starts_of_runs(text_sorted))
+            grams.append(offset + prefix[entry_starts])
+            texts.append(text_sorted[entry_starts])
+            counts.append(np.diff(np.append(entry_starts, raw_sorted.size)))
+            sizes.append(int(prefix[-1]) + 1 if prefix.size else 0)
             offset += sizes[-1]
-        all_keys = np.concatenate(keys)
+        gram, text = np.concatenate(grams).astype(np.int64), np.concatenate(texts).astype(np.int64)
         return {
-            "keys": all_keys, "text": all_keys % num_texts, "gram": all_keys // num_texts,
+            "keys": gram * num_texts + text, "text": text, "gram": gram,
             "count": np.concatenate(counts).astype(np.float64), "num_texts": num_texts, "num_grams": offset,
             "gram_order": np.repeat(np.arange(self.max_n), sizes),
         }  # fmt: skip
@@ -241,9 +245,7 @@ class NLGCorpus:
     @cached_property
     def rouge_l_per_sample(self) -> np.ndarray:
         beta_sq = ROUGE_BETA**2
-        ids = self._token_ids.tolist()
-        ends = np.cumsum(self._text_lengths).tolist()
-        texts = [ids[end - length : end] for end, length in zip(ends, self._text_lengths.tolist())]
+        texts = self._texts
         refs = texts[self.size :]
         scores = np.zeros(self.size)
         for sample, (hyp, start, count) in enumerate(zip(texts, self.ref_starts.tolist(), self.ref_counts.tolist())):
@@ -281,22 +283,23 @@ class NLGCorpus:
         shape_h, shape_r = (self.size * max_n, num_grams), (num_refs * max_n, num_grams)
         ref_rows = join["ref_ref"] * max_n + self._ngrams["gram_order"][join["ref_gram"]]
         found = join["pair_ref_count"] > 0
-        pair_rows = join["pair_ref"][found] * max_n + join["hyp_order"][join["pair_entry"][found]]
-        pair_grams = join["hyp_gram"][join["pair_entry"][found]]
-        hyp_counts, ref_counts = join["hyp_count"][join["pair_entry"][found]], join["pair_ref_count"][found]
+        found_entry = join["pair_entry"][found]
+        pair_rows = join["pair_ref"][found] * max_n + join["hyp_order"][found_entry]
+        pair_grams = join["hyp_gram"][found_entry]
+        hyp_counts, ref_counts = join["hyp_count"][found_entry], join["pair_ref_count"][found]
         hyp_rows = join["hyp_sample"] * max_n + join["hyp_order"]
         # Documents for idf are samples: an n-gram in two references of one sample counts once. Entries are
         # sorted by (gram, text) and samples own consecutive references, so repeats are adjacent.
         pairs = join["ref_gram"] * self.size + self.ref_sample[join["ref_ref"]]
         pairs = pairs[_starts_of_runs(pairs)]
-        sample_grams = (pairs % self.size) * num_grams + pairs // self.size
+        incidence_samples, incidence_grams = pairs % self.size, pairs // self.size
         return {
             "hyp": _IdfLinearMap(hyp_rows, join["hyp_gram"], join["hyp_count"] ** 2, shape_h),
             "ref": _IdfLinearMap(ref_rows, join["ref_gram"], join["ref_count"] ** 2, shape_r),
             "clipped": _IdfLinearMap(pair_rows, pair_grams, np.minimum(hyp_counts, ref_counts) * ref_counts, shape_r),
             "plain": _IdfLinearMap(pair_rows, pair_grams, hyp_counts * ref_counts, shape_r),
-            "incidence": (sample_grams // num_grams, sample_grams % num_grams),
-            "document_frequency": np.bincount(sample_grams % num_grams, minlength=num_grams).astype(np.float64),
+            "incidence": (incidence_samples, incidence_grams),
+            "document_frequency": np.bincount(incidence_grams, minlength=num_grams).astype(np.float64),
         }
 
     def _idf_squared(self, document_frequency: np.ndarray) -> np.ndarray:
@@ -409,6 +412,19 @@ class _IdfLinearMap:
         return self._matrix @ idf_squared
 
 
+def _stable_sort(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, values[order])`` for non-negative integers, ties in index order.
+
+    numpy's stable sort is a radix sort for 16-bit values and timsort otherwise, which is fast here: the
+    n-gram keys of one order arrive sorted by their prefix already.
+    """
+    if values.size and int(values.max()) < 1 << 16:
+        order = np.argsort(values.astype(np.uint16), kind="stable")
+    else:
+        order = np.argsort(values, kind="stable")
+    return order, values[order]
+
+
 def _starts_of_runs(ordered: np.ndarray) -> np.ndarray:
     """True where a sorted array's value differs from the previous one (and at index 0)."""
     starts = np.ones(ordered.size, dtype=bool)
@@ -419,7 +435,7 @@ def _starts_of_runs(ordered: np.ndarray) -> np.ndarray:
 def _as_reference_lists(refs: Sequence[str | Sequence[str]]) -> list[list[str]]:
     lists = []
     for index, entry in enumerate(refs):
-        sample = [entry] if isinstance(entry, str) else list(entry)
+        sample = [entry] if isinstance(entry, str) else entry if type(entry) is list else list(entry)
         for ref in sample:
             if not isinstance(ref, str):
                 raise TypeError(f"reference of sample {index} is {type(ref).__name__}, expected str")
@@ -427,8 +443,35 @@ def _as_reference_lists(refs: Sequence[str | Sequence[str]]) -> list[list[str]]:
     return lists
 
 
+# The last texts the public scorers counted, as (protocol, references, hypotheses) -> corpus. Users score one
+# metric at a time (BleuScorer, then RougeLScorer, then CiderDScorer on the same texts); the second and third
+# call then reuse the tokens and n-gram counts instead of redoing them. One entry bounds the memory held.
+_last_counted: tuple[tuple[Any, ...], NLGCorpus] | None = None
+
+
+def _counted_corpus(
+    refs: Sequence[str | Sequence[str]], hyps: Sequence[str], protocol: str | TextProtocol = "r2gen"
+) -> NLGCorpus:
+    """``NLGCorpus.from_texts(refs, hyps, protocol)``, reused when the same texts and protocol were counted last.
+
+    The corpus's counts and metric values are computed on first use and kept, so scoring the same texts
+    metric by metric costs about what scoring them all at once does.
+    """
+    global _last_counted
+    text_protocol = get_protocol(protocol)
+    ref_lists = _as_reference_lists(refs)
+    # A snapshot of the texts (flat tuples: cheap to build and compare), so changing a list later is a miss.
+    key = (text_protocol, tuple(hyps), tuple(map(len, ref_lists)), tuple(itertools.chain.from_iterable(ref_lists)))
+    last = _last_counted
+    if last is not None and last[0] == key:
+        return last[1]
+    corpus = NLGCorpus.from_texts(ref_lists, hyps, text_protocol)
+    _last_counted = (key, corpus)
+    return corpus
+
+
 class _CorpusScorer:
-    """Shared scorer plumbing: tokenise with the protocol, count once, report the metric's Scores."""
+    """Shared scorer plumbing: the metric's Scores from the (shared) counted corpus of these texts."""
 
     name = ""
 
@@ -436,7 +479,7 @@ class _CorpusScorer:
         self.protocol = get_protocol(protocol, **protocol_options)
 
     def compute_score(self, refs: Sequence[str | Sequence[str]], hyps: Sequence[str]) -> list[Score]:
-        return NLGCorpus.from_texts(refs, hyps, self.protocol).scores([self.name])
+        return _counted_corpus(refs, hyps, self.protocol).scores([self.name])
 
 
 @register_metric("bleu")

@@ -92,10 +92,26 @@ class TextProtocol(ABC):
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
         """Tokens of each text, in order."""
 
+    def settings(self) -> tuple[object, ...]:
+        """Everything that decides the tokens: protocols with equal settings tokenise every text identically."""
+        return (type(self),)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TextProtocol) and self.settings() == other.settings()
+
+    def __hash__(self) -> int:
+        return hash(self.settings())
+
     def prepare(self, refs: Sequence[Sequence[str]], hyps: Sequence[str]) -> TokenizedPairs:
-        """Tokenise references (several per sample allowed) and hypotheses in one batch."""
-        flat = [ref for sample_refs in refs for ref in sample_refs]
-        tokens = self.tokenize([*flat, *hyps])
+        """Tokenise references (several per sample allowed) and hypotheses in one batch.
+
+        Each distinct text is tokenised once (references recur across samples, hypotheses copy them), so
+        identical texts share one token list.
+        """
+        texts = [*(ref for sample_refs in refs for ref in sample_refs), *hyps]
+        distinct = list(dict.fromkeys(texts))
+        tokens_of = dict(zip(distinct, self.tokenize(distinct)))
+        tokens = [tokens_of[text] for text in texts]
         ref_tokens, position = [], 0
         for sample_refs in refs:
             ref_tokens.append(tokens[position : position + len(sample_refs)])
@@ -138,6 +154,9 @@ class R2GenProtocol(TextProtocol):
         if max_reference_tokens is not None:
             parts.append(f"max{max_reference_tokens}")
         self.name = "+".join(parts)
+
+    def settings(self) -> tuple[object, ...]:
+        return (type(self), self.variant, self.vocabulary, self.max_reference_tokens)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
         tokenized = [clean_report_r2gen(text, self.variant).split() for text in texts]
