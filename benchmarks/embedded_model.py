@@ -9,7 +9,8 @@ Systems (validation splits carved by image; manifests from `bash configs/prepare
   each scored by the ``spine`` family with the ``mean-spine`` and ``majority`` baselines, and the VLM
   paired against the detector (``--compare``);
 - chest, NIH carve-out: the ``chest-pa`` report, ``chest`` + ``structured`` families, label priors;
-- vqa, VQA-RAD carve-out: every question through Reporter.ask, the ``vqa`` family (strict) with the
+- vqa, VQA-RAD carve-out: every question through Reporter.ask (``--no-abstain``: what the model answers,
+  before the release's VQA abstention), the ``vqa`` family (strict) with the
   majority, per-question, nearest-question (MiniLM) and question-classifier (MiniLM) baselines.
 
 Every value has a 95% bootstrap CI over images (VQA: images with all their questions) and each model
@@ -50,7 +51,8 @@ SYSTEMS = {
         "detector": ("spine", ["--task", "detector"]),
     },
     "chest": {"vlm": ("chest", [])},
-    "vqa": {"vlm": ("vqa", ["--task", "vqa"])},
+    # the VLM's own answers: the release abstains on VQA (abstain.json), which would score nothing
+    "vqa": {"vlm": ("vqa", ["--task", "vqa", "--no-abstain"])},
 }
 OVERLAY_SYSTEM = "release"
 

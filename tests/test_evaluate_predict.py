@@ -205,3 +205,23 @@ def test_a_release_that_carries_its_detectors_boxes_reports_them_and_says_so(man
     with pytest.raises(ValueError, match="release.json: field 'boxes_from'"):
         Reporter.from_pretrained(release)
     assert load_detector(release) is not None
+
+
+def test_vqa_abstentions_answer_not_assessed_and_are_other_predictions(manifest, tiny_folder, tmp_path, one_torch_thread) -> None:
+    """abstain.json's ``vqa`` answer types: ask() answers "not assessed" for them and says so, and the
+    predictions carry another fingerprint than the model's own answers."""
+    from radscribe.models import create_model
+    from radscribe.models.embedded import read_abstentions
+
+    model = create_model(str(tiny_folder))
+    abstaining = Reporter(model, detector=None, abstain={"vqa": ["open"]})
+    open_answer = abstaining.ask(manifest.parent / "f0.png", "Which bone is shown?")
+    closed_answer = abstaining.ask(manifest.parent / "f0.png", "Is there scoliosis?")
+    assert open_answer.text == "not assessed" and open_answer.abstained == ["vqa.open"]
+    assert closed_answer.text in ("yes", "no") and closed_answer.abstained == []
+    assert ReporterPredictor(abstaining, "vqa").fingerprint.endswith("|abstain=open")
+    assert "abstain" not in ReporterPredictor(Reporter(model, detector=None), "vqa").fingerprint
+    bad = tmp_path / "abstain.json"
+    bad.write_text(json.dumps({"fields": {"vqa": ["sometimes"]}}))
+    with pytest.raises(ValueError, match="fields.vqa"):
+        read_abstentions(bad)

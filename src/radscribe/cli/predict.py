@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per generation batch."),
         rfi: bool = typer.Option(False, "--rfi", help="Region-Focused Inference: crop to the region before the report (report task)."),
         boxes_from: Optional[str] = typer.Option(None, "--boxes-from", help="model or detector: whose boxes the report carries (default: the release's choice)."),
+        no_abstain: bool = typer.Option(False, "--no-abstain", help="Ignore the model folder's abstain.json: score what the model itself writes."),
     ) -> None:
         """Predict every study of MANIFEST's --split with --model and write the predictions file `radscribe evaluate` reads."""
         from radscribe.data.manifest import ManifestError, read_manifest
@@ -38,7 +39,7 @@ def register(app: typer.Typer) -> None:
         except (FileNotFoundError, ManifestError, ValueError) as error:
             fail(str(error))
         try:
-            predictor = _predictor(task, model, detector, template, studies, batch_size, manifest, rfi, boxes_from)
+            predictor = _predictor(task, model, detector, template, studies, batch_size, manifest, rfi, boxes_from, no_abstain)
         except (FileNotFoundError, ValueError, KeyError, RuntimeError) as error:
             fail(str(error))
         try:
@@ -57,7 +58,7 @@ def register(app: typer.Typer) -> None:
 
 def _predictor(
     task: str, model: str | None, detector: str | None, template: str | None, studies: list, batch_size: int, manifest: Path, rfi: bool,
-    boxes_from: str | None = None,
+    boxes_from: str | None = None, no_abstain: bool = False,
 ):
     """The predictor of ``task``: a Reporter (report, vqa) or the detector alone."""
     from radscribe.evaluate.predict import DetectorPredictor, ReporterPredictor
@@ -73,13 +74,14 @@ def _predictor(
         if chosen_detector is None:
             raise ValueError("--task detector needs a detector: --detector DIR, or a --model folder with a detector/ inside")
         return DetectorPredictor(chosen_detector, batch_size)
+    abstain = {"abstain": {}} if no_abstain else {}
     if task == "vqa":
-        return ReporterPredictor(Reporter.from_pretrained(model, detector=None, batch_size=1), "vqa")
+        return ReporterPredictor(Reporter.from_pretrained(model, detector=None, batch_size=1, **abstain), "vqa")
     if template is None:
         templates = sorted({s.template for s in studies if s.template})
         if len(templates) != 1:
             raise ValueError(f"{manifest}: the studies use templates {templates or 'none'}; give one with --template")
         template = templates[0]
-    options = {"boxes_from": boxes_from} if boxes_from is not None else {}
+    options = ({"boxes_from": boxes_from} if boxes_from is not None else {}) | abstain
     reporter = Reporter.from_pretrained(model, template=template, detector=chosen_detector, batch_size=batch_size, rfi=RFIConfig() if rfi else None, **options)
     return ReporterPredictor(reporter, "report")

@@ -63,10 +63,14 @@ class ReporterPredictor:
         self.reporter, self.task = reporter, task
         detector = reporter.detector
         parts = [task, f"model={reporter.model_info['version']}"]
+        if task == "vqa" and reporter.abstain.get("vqa"):
+            parts.append("abstain=" + ",".join(sorted(reporter.abstain["vqa"])))  # abstained answers are other predictions
         if task == "report":
             parts += [f"template={reporter.template.name}", f"detector={model_version(detector) if detector is not None else 'none'}"]
             if detector is not None:
                 parts.append(f"boxes_from={reporter.boxes_from}")
+            if reporter.abstain.get(reporter.template.name):  # abstained fields are other predictions
+                parts.append("abstain=" + ",".join(sorted(reporter.abstain[reporter.template.name])))
             parts += ["rfi"] if reporter.rfi is not None else []  # RFI changes what the model sees
         self.fingerprint = "|".join(parts)
         self.batch_size = reporter.batch_size if task == "report" else 1

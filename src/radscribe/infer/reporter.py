@@ -26,7 +26,9 @@ boxes are the report's and the model is not asked to ground those phrases (a rel
 not learnt to localise as well as its detector ships this, see MODEL_CARD.md). Either way an image on
 which the detector finds no spine gets the "no spine found" report without a grounding pass.
 ``abstain`` lists, per template, the fields the model showed no skill on in validation: they are
-written "not assessed" whatever was generated.
+written "not assessed" whatever was generated; under the key ``vqa`` it lists answer types
+(``closed``: yes/no and "X or Y" questions, ``open``: the rest) that :meth:`Reporter.ask` answers
+"not assessed".
 
 Boxes the model writes are normalised on the image it saw (the RFI crop); they are mapped back to
 the original image before anything is returned. Boxes with no area are never written.
@@ -58,6 +60,7 @@ from radscribe.templates import FilledTemplate, Template, TemplateParseError, lo
 from radscribe.types import Box
 
 DEFAULT_TEMPLATE = "spine-ap-alignment"  # the embedded model is a spine model
+VQA_ABSTAIN_KEY = "vqa"  # abstain.json key for the answer types ask() abstains on (closed, open)
 # Phrases grounded after a report, per template (CADMA's vertebra label).
 DEFAULT_GROUNDING: dict[str, tuple[str, ...]] = {"spine-ap-alignment": ("vertebra",)}
 # Room for short text fields, per template: about twice the longest value in the training data
@@ -289,6 +292,13 @@ class Reporter:
         start = time.perf_counter()
         text = prompt("vqa", question=question.strip())
         options = answer_options(question) if self.constrained else None
+        answer_type = "open" if answer_options(question) is None else "closed"
+        if answer_type in self.abstain.get(VQA_ABSTAIN_KEY, ()):
+            return ReportResult(
+                item.name, "vqa", NOT_ASSESSED, crop=item.crop, timings=item.timings, model=self.model_info,
+                constrained=False, question=question.strip(), image_size=(item.image.width, item.image.height),
+                frame=item.image.frame, abstained=[f"{VQA_ABSTAIN_KEY}.{answer_type}"],
+            )
         try:
             if options is not None:
                 scores = option_log_likelihoods(self.model, item.seen, text, "vqa", options)

@@ -64,7 +64,8 @@ def default_model(**overrides: Any) -> RadscribeVLM:
 
 
 def read_abstentions(path: Path | str) -> dict[str, list[str]]:
-    """``abstain.json``: per template, the field ids to write "not assessed" (``{"fields": {...}}``)."""
+    """``abstain.json``: per template, the field ids to write "not assessed" (``{"fields": {...}}``); the
+    key ``vqa`` lists answer types (``closed``, ``open``) that radscribe.infer.Reporter.ask abstains on."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -73,6 +74,9 @@ def read_abstentions(path: Path | str) -> dict[str, list[str]]:
     fields = data.get("fields") if isinstance(data, dict) else None
     if not isinstance(fields, dict) or not all(isinstance(v, list) and all(isinstance(f, str) for f in v) for v in fields.values()):
         raise ValueError(f"{path}: field 'fields': expected {{template name: [field ids]}}")
+    unknown = sorted(set(fields.get("vqa", [])) - {"closed", "open"})
+    if unknown:
+        raise ValueError(f"{path}: field 'fields.vqa': expected answer types 'closed' and/or 'open', got {unknown}")
     return {template: list(values) for template, values in fields.items()}
 
 
