@@ -7,7 +7,14 @@ For each setting every run goes through ``radscribe.train.train`` with the same 
 4, grad_accum 2, a pairing and a reference stage of steps/2 each, checkpoints every step):
 
 - ``lora``: frozen vision tower, LoRA r=8 (dropout off) on the language model, memory adapter;
-- ``full``: every parameter trains (tied embeddings included).
+- ``full_language``: frozen vision tower; the whole language model (tied embeddings included),
+  projector and memory adapter train;
+- ``full``: every parameter trains. radscribe-tiny's EfficientNet then runs in training mode:
+  batch-norm statistics of each micro-batch and stochastic depth drawn from each rank's random
+  stream, so its output depends on how the batch is split and on the rank, with or without
+  sharding. The control ``single_process_split_like_the_ranks`` is one process run with micro-batches of
+  one example (grad_accum 4, as each sharded rank runs): its distance from the plain one-process run
+  is that effect alone.
 
 The two-process runs are started like torchrun would (RANK / WORLD_SIZE / MASTER_ADDR environment)
 with torch.multiprocessing. Data: real CADMA spine studies (structured_report + phrase_grounding +
@@ -36,6 +43,7 @@ from train_ddp import prepare_manifest
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = {
     "lora": {"freeze_vision": True, "lora": {"r": 8, "lora_dropout": 0.0}},
+    "full_language": {"freeze_vision": True},
     "full": {},
 }
 
@@ -128,6 +136,16 @@ def main() -> None:
             mp.spawn(_rank, args=(free_port(), str(manifest), args.model, args.steps, setting, str(folder)), nprocs=2, join=True)
             sharded_seconds = time.perf_counter() - started
             one, two, resumed = folder / "single", folder / "sharded", folder / "cut"
+            control = {}
+            if setting == "full":
+                split = recipe(manifest, args.model, args.steps, setting)
+                split.optim.grad_accum = 4
+                train(split, folder / "split")
+                control = {"single_process_split_like_the_ranks_vs_single": {
+                    "max_train_loss_difference": max_difference(records(one, "train"), records(folder / "split", "train")),
+                    "max_valid_loss_difference": max_difference(records(one, "valid"), records(folder / "split", "valid")),
+                    "max_parameter_difference": max_parameter_difference(one, folder / "split"),
+                }}
             results[setting] = {
                 "recipe": SETTINGS[setting] or "every parameter trains",
                 "single_process_losses": records(one, "train"),
@@ -142,6 +160,7 @@ def main() -> None:
                     "max_train_loss_difference": max_difference(records(two, "train"), records(resumed, "train")),
                     "max_parameter_difference": max_parameter_difference(two, resumed),
                 },
+                **control,
                 "single_process_seconds": round(single_seconds, 1),
                 "sharded_seconds_three_runs": round(sharded_seconds, 1),
             }

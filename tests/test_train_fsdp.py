@@ -3,7 +3,8 @@
 The model is the real radscribe family (Qwen2 decoder, EfficientNet vision tower) with the vision
 tower frozen, LoRA on the language model (dropout off, so both runs draw no random masks) and the
 S2D-Align memory adapter training: sharded units mix frozen and trainable parameters. The recipe
-has a pairing stage and a reference stage, so retrieval runs with the sharded model gathered whole.
+has a pairing stage and a reference stage, so retrieval (and validation generation) run with the
+sharded model gathered whole on rank 0.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def recipe(strategy: str = "fsdp"):
         "data": {"tasks": {"report": 1.0, "region": 1.0}},
         "optim": {"lr": 1e-2, "batch_size": 4, "grad_accum": 2, "warmup_steps": 0},
         "stages": [{"name": "pairing", "kind": "pairing", "steps": 2}, {"name": "reference", "kind": "reference", "steps": 2}],
-        "eval": {"every": 2, "max_examples_per_task": 3, "batch_size": 2},
+        "eval": {"every": 2, "max_examples_per_task": 3, "batch_size": 2,
+                 "generation": {"metrics": ["bleu"], "max_examples": 2, "max_new_tokens": 6}},
         "checkpoint": {"every": 1, "keep_last": 5},
         "logging": {"tensorboard": "off"},
         "distributed": {"strategy": strategy},
@@ -79,6 +81,9 @@ def test_two_sharded_ranks_match_one_process_and_resume_exactly(tmp_path, one_to
         if a["kind"] in ("train", "valid"):
             assert abs(a["loss"] - b["loss"]) < 1e-5
             assert a["task_loss"].keys() == b["task_loss"].keys()
+        if a["kind"] == "valid":  # greedy generation by the gathered sharded model on rank 0
+            assert a["generation"]["examples"] == b["generation"]["examples"] == 2
+            assert a["generation"] == pytest.approx(b["generation"], abs=1e-6)
     # the resumed run's records after the cut equal the uninterrupted run's
     straight, resumed = records(tmp_path / "sharded"), records(tmp_path / "cut")
     assert [(r["kind"], r.get("step")) for r in resumed] == [(r["kind"], r.get("step")) for r in straight]

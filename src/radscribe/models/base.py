@@ -248,6 +248,9 @@ class RadscribeVLM(nn.Module):
             queries.append(_Query(tuple(as_radiograph(item) for item in group), prompt, task))
         batch = self._to_device(self.collate(queries, with_targets=False))
         generate_kwargs.setdefault("do_sample", False)
+        # one process generates alone, also with an FSDP-sharded model gathered whole (the trainer's
+        # validation); transformers would otherwise wait for every other rank at each token
+        generate_kwargs.setdefault("synced_gpus", False)
         was_training = self.training
         self.eval()
         try:

@@ -2,7 +2,8 @@
 
 What the loop needs from a model is only the radscribe.models contract: ``collate(examples)`` gives a
 batch dict, ``model(**batch).loss`` is the token-mean loss over target tokens (labels -100 elsewhere),
-``image_embeddings(paths)`` for reference retrieval, ``save_pretrained(folder)``.
+``image_embeddings(paths)`` for reference retrieval, ``save_pretrained(folder)`` (and, for
+``distributed.strategy: fsdp``, ``save_pretrained(folder, state=...)`` with the gathered weights).
 
 Loss weighting: every micro-batch's mean loss is weighted by its share of the global batch's target
 tokens, so one optimiser step minimises the token mean over the whole global batch however it is
