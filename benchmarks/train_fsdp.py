@@ -14,7 +14,8 @@ For each setting every run goes through ``radscribe.train.train`` with the same 
   stream, so its output depends on how the batch is split and on the rank, with or without
   sharding. The control ``single_process_split_like_the_ranks`` is one process run with micro-batches of
   one example (grad_accum 4, as each sharded rank runs): its distance from the plain one-process run
-  is that effect alone.
+  is that effect alone. Its parameter difference of 8.0 is batch norm's ``num_batches_tracked``
+  counter (one per micro-batch: 8 more in 4 steps); every ``final/`` tensor is compared, buffers too.
 
 The two-process runs are started like torchrun would (RANK / WORLD_SIZE / MASTER_ADDR environment)
 with torch.multiprocessing. Data: real CADMA spine studies (structured_report + phrase_grounding +
