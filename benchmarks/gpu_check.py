@@ -125,7 +125,7 @@ def train_steps(model, batch_size: int, steps: int, device: torch.device) -> dic
         "parameters": model.num_parameters(), "trainable": model.num_parameters(trainable_only=True),
         "batch": batch_size, "tokens_per_sequence": int(batch["input_ids"].shape[1]), "image_tokens": image_tokens,
         "step_s": round(step, 4), "tokens_per_s": round(tokens / step, 1), "loss": round(float(loss), 4),
-        "mfu": round(flops / step / (PEAK_TFLOPS * 1e12), 4), "step_tflop": round(flops / 1e12, 3),
+        "mfu": float(f"{flops / step / (PEAK_TFLOPS * 1e12):.3g}"),  # significant digits: a CPU smoke run's is ~1e-5 "step_tflop": round(flops / 1e12, 3),
         "planned_gib": round(planned.total_checkpointed / GIB, 3),
     }
     if device.type == "cuda":
