@@ -60,3 +60,22 @@ def test_the_command_prints_the_table_and_json_and_names_a_missing_backbone():
 
 def test_shipped_architectures_are_listed():
     assert {"medgemma-4b", "qwen2.5-vl-7b"} <= set(reference_shapes())
+
+
+def test_the_recipes_distributed_strategy_picks_the_sharded_line():
+    plan = make_plan(REPO / "configs" / "lingshu-7b.yaml", gpus=8, backbone="qwen2.5-vl-7b", overrides=["distributed.strategy=fsdp"])
+    assert plan.recipe_strategy == "LoRA, FSDP"
+    lines = {line.strategy: line for line in plan.lines}
+    sharded, replicated = lines["LoRA, FSDP"], lines["LoRA, DDP"]
+    assert sharded.trainable == replicated.trainable and sharded.activations == replicated.activations
+    assert sharded.weights < replicated.weights / 3  # the frozen base is sharded too (8 GPUs, plus two gathered layers)
+    assert make_plan(REPO / "configs" / "lingshu-7b.yaml", gpus=8, backbone="qwen2.5-vl-7b").recipe_strategy == "LoRA, DDP"
+
+
+def test_fsdp_refuses_the_4bit_base_and_unknown_strategies():
+    from radscribe.train import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="distributed.strategy.*quantised"):
+        load_config(REPO / "configs" / "lingshu-7b-qlora.yaml", ["distributed.strategy=fsdp"])
+    with pytest.raises(ConfigError, match="distributed.strategy.*one of ddp, fsdp"):
+        load_config(REPO / "configs" / "smoke-spine.yaml", ["distributed.strategy=zero3"])

@@ -27,8 +27,8 @@ def train_command(
     """Train a model by a recipe; checkpoints, metrics.jsonl and loss_curve.png go to the run folder.
 
     A recipe with ``kind: detector`` trains a box detector (configs/vertebra-detector.yaml); any other
-    trains a vision-language model. Under torchrun (or accelerate launch) every process runs this
-    command and DDP splits each batch.
+    trains a vision-language model. Under torchrun every process runs this command and each global
+    batch is split across them (the recipe's distributed.strategy: ddp replicas or fsdp shards).
     """
     from radscribe.train import ConfigError, load_config, train
     from radscribe.train.config import recipe_kind

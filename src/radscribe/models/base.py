@@ -248,6 +248,9 @@ class RadscribeVLM(nn.Module):
             queries.append(_Query(tuple(as_radiograph(item) for item in group), prompt, task))
         batch = self._to_device(self.collate(queries, with_targets=False))
         generate_kwargs.setdefault("do_sample", False)
+        # one process generates alone, also with an FSDP-sharded model gathered whole (the trainer's
+        # validation); transformers would otherwise wait for every other rank at each token
+        generate_kwargs.setdefault("synced_gpus", False)
         was_training = self.training
         self.eval()
         try:
@@ -400,8 +403,12 @@ class RadscribeVLM(nn.Module):
         return int(next(iter(vision.values())).shape[0]) if vision else 0
 
     # ----- saving -------------------------------------------------------------------------------
-    def save_pretrained(self, folder: Path | str) -> Path:
-        """Write radscribe.json, config.json, tokenizer/processor files and model.safetensors."""
+    def save_pretrained(self, folder: Path | str, state: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write radscribe.json, config.json, tokenizer/processor files and model.safetensors.
+
+        ``state``: this model's full ``state_dict()`` to write instead of its own parameters, for a
+        model whose parameters are sharded across processes (FSDP gathers them into one).
+        """
         from safetensors.torch import save_file
 
         folder = Path(folder)
@@ -410,8 +417,15 @@ class RadscribeVLM(nn.Module):
         self.base_model().config.to_json_file(str(folder / "config.json"))
         self._save_tokenizer(folder)
         dtype = torch.bfloat16 if self.config.save_dtype == "bfloat16" else torch.float32
+        if state is None:
+            weights = _unique_state(self.backbone)
+        else:  # the backbone's entries, with tied names (one parameter, several names) kept once as _unique_state does
+            names = {id(p): name for name, p in self.backbone.named_parameters()}  # the first name of each parameter
+            tied = {name for name, p in self.backbone.named_parameters(remove_duplicate=False) if names[id(p)] != name}
+            prefix = "backbone."
+            weights = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix) and key[len(prefix):] not in tied}
         tensors = {name: value.detach().to("cpu", dtype if value.is_floating_point() else value.dtype).contiguous()
-                   for name, value in _unique_state(self.backbone).items()}
+                   for name, value in weights.items()}
         descriptor, temporary = tempfile.mkstemp(prefix=f".{WEIGHTS_FILE}.", dir=folder)
         os.close(descriptor)
         try:

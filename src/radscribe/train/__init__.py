@@ -1,4 +1,4 @@
-"""Training: a plain PyTorch loop with a task mixture, the S2D-Align curriculum, DDP and exact resume.
+"""Training: a plain PyTorch loop with a task mixture, the S2D-Align curriculum, DDP or FSDP and exact resume.
 
 ``train(config, run_dir)`` runs a recipe (``load_config("configs/x.yaml")``); ``run_ablation``
 trains each curriculum setting on the same budget; ``ReferenceIndex`` is the stage-2 retrieval of

@@ -75,7 +75,10 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
     return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=True)
 
 
-def save_model_dir(model: Any, target: Path) -> None:
-    """``model.save_pretrained`` into ``target``, atomically."""
+def save_model_dir(model: Any, target: Path, state: dict[str, torch.Tensor] | None = None) -> None:
+    """``model.save_pretrained`` into ``target``, atomically (``state``: the gathered weights of a sharded model)."""
     with atomic_folder(target) as temporary:
-        model.save_pretrained(temporary)
+        if state is None:
+            model.save_pretrained(temporary)
+        else:
+            model.save_pretrained(temporary, state=state)

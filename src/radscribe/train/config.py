@@ -20,6 +20,7 @@ import yaml
 
 from radscribe.tasks import TASKS
 from radscribe.train.augment import AugmentSection
+from radscribe.train.distributed import DISTRIBUTED_STRATEGIES
 
 RECIPE_KINDS = ("vlm", "detector")
 STAGE_KINDS = ("pairing", "reference", "grounding")
@@ -114,6 +115,13 @@ class LoggingSection:
 
 
 @dataclass
+class DistributedSection:
+    """How the processes torchrun starts share the model (radscribe.train.distributed); ignored in one process."""
+
+    strategy: str = "ddp"  # ddp: a whole replica per GPU; fsdp: parameters, gradients and AdamW state sharded (fully_shard)
+
+
+@dataclass
 class StageSection:
     """One S2D-Align curriculum stage; every stage continues training the same model."""
 
@@ -136,6 +144,7 @@ class TrainConfig:
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     early_stopping: EarlyStoppingSection = field(default_factory=EarlyStoppingSection)
     logging: LoggingSection = field(default_factory=LoggingSection)
+    distributed: DistributedSection = field(default_factory=DistributedSection)
     stages: list[StageSection] = field(default_factory=list)
     ablation: list[dict[str, Any]] | None = None  # settings for `radscribe ablate`; None: derived from the stages
     seed: int = 0
@@ -335,6 +344,14 @@ def _check(config: TrainConfig, source: str) -> None:
     require(optim.max_steps >= 1, "optim.max_steps", "an integer >= 1", optim.max_steps)
     require(optim.precision in PRECISIONS, "optim.precision", f"one of {', '.join(PRECISIONS)}", optim.precision)
     require(config.device in DEVICES, "device", f"one of {', '.join(DEVICES)}", config.device)
+    strategy = config.distributed.strategy
+    require(strategy in DISTRIBUTED_STRATEGIES, "distributed.strategy", f"one of {', '.join(DISTRIBUTED_STRATEGIES)}", strategy)
+    require(
+        strategy != "fsdp" or config.model.overrides.get("quantization") is None,
+        "distributed.strategy",
+        "ddp with a 4-bit quantised base (model.overrides.quantization): bitsandbytes' packed weights are not sharded by fully_shard",
+        strategy,
+    )
     same_file = config.data.train is not None and config.data.train == config.data.valid
     require(
         not same_file or (config.data.train_split is not None and config.data.train_split != config.data.valid_split),

@@ -13,7 +13,7 @@ import torch
 
 from radscribe.train.config import EvalSection
 from radscribe.train.data import count_loss_tokens, to_device
-from radscribe.train.distributed import Dist
+from radscribe.train.distributed import Dist, whole_model
 
 
 def evaluate(
@@ -35,21 +35,28 @@ def evaluate(
         for row, task in enumerate(tasks):
             examples = pool[task][: settings.max_examples_per_task]
             chunks = [examples[i : i + batch_size] for i in range(0, len(examples), batch_size)]
-            for chunk in chunks[ddp.rank :: ddp.world_size]:
+            own = chunks[ddp.rank :: ddp.world_size]
+            # a sharded model's forward pass is a collective: every rank runs as many as the busiest one,
+            # repeating a chunk it does not count when it has run out of its own
+            rounds = -(-len(chunks) // ddp.world_size) if ddp.sharded else len(own)
+            for index in range(rounds):
+                chunk = own[index] if index < len(own) else chunks[0]
                 batch = to_device(model.collate(chunk), device)
-                tokens = count_loss_tokens(batch)
                 with autocast():
                     loss = model(**batch).loss
-                sums[row, 0] += float(loss) * tokens
-                sums[row, 1] += tokens
+                if index < len(own):
+                    tokens = count_loss_tokens(batch)
+                    sums[row, 0] += float(loss) * tokens
+                    sums[row, 1] += tokens
     ddp.all_reduce_sum(sums)
     result: dict[str, Any] = {
         "loss": float(sums[:, 0].sum() / sums[:, 1].sum()) if sums[:, 1].sum() > 0 else None,
         "task_loss": {task: float(sums[row, 0] / sums[row, 1]) for row, task in enumerate(tasks) if sums[row, 1] > 0},
     }
     if settings.generation is not None and settings.generation.metrics:
-        if ddp.is_main:
-            result["generation"] = generation_metrics(model, pool, settings)
+        with whole_model(model):  # a sharded model generates whole on rank 0 alone
+            if ddp.is_main:
+                result["generation"] = generation_metrics(model, pool, settings)
         ddp.barrier()
     model.train(was_training)
     return result

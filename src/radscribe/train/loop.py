@@ -2,7 +2,8 @@
 
 What the loop needs from a model is only the radscribe.models contract: ``collate(examples)`` gives a
 batch dict, ``model(**batch).loss`` is the token-mean loss over target tokens (labels -100 elsewhere),
-``image_embeddings(paths)`` for reference retrieval, ``save_pretrained(folder)``.
+``image_embeddings(paths)`` for reference retrieval, ``save_pretrained(folder)`` (and, for
+``distributed.strategy: fsdp``, ``save_pretrained(folder, state=...)`` with the gathered weights).
 
 Loss weighting: every micro-batch's mean loss is weighted by its share of the global batch's target
 tokens, so one optimiser step minimises the token mean over the whole global batch however it is
@@ -11,7 +12,6 @@ split across ranks and accumulation steps (two processes give the step one proce
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
@@ -38,7 +38,18 @@ from radscribe.train.data import (
     rank_slice,
     to_device,
 )
-from radscribe.train.distributed import Dist, pick_device, setup_distributed
+from radscribe.train.distributed import (
+    Dist,
+    grad_norm_value,
+    gradient_sync,
+    load_optimizer_state,
+    model_state,
+    optimizer_state,
+    pick_device,
+    setup_distributed,
+    share_model,
+    whole_model,
+)
 from radscribe.train.evaluation import evaluate
 from radscribe.train.optim import make_optimizer, warmup_cosine
 from radscribe.train.reference import Neighbour, ReferenceIndex, with_reference
@@ -89,7 +100,7 @@ def train(
     ends the run after that step as a kill would, leaving it resumable (for time-sliced training).
     """
     device = pick_device(config.device)
-    ddp = setup_distributed(device)
+    ddp = setup_distributed(device, config.distributed.strategy)
     try:
         return _train(config, Path(run_dir), resume, device, ddp, model_factory, datasets, stop_at_step)
     finally:
@@ -129,9 +140,6 @@ def _train(
             f"optim.batch_size ({config.optim.batch_size}) must be a multiple of ranks x optim.grad_accum "
             f"({ddp.world_size} x {config.optim.grad_accum})"
         )
-    # backbones carry parameters a given batch does not reach (a vision pooling head, the memory adapter
-    # of a text-only task), which DDP must be told to expect
-    train_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if ddp.enabled else model
     augmenter = None
     if config.augment is not None and config.augment.enabled:
         from radscribe.grounding import create_codec
@@ -140,10 +148,12 @@ def _train(
 
     # --- where to start: a fresh run, or the latest checkpoint -------------------------------
     saved = ckpt.load_checkpoint(latest) if latest is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])  # the full weights, before the model is shared across ranks
+    train_model = share_model(model, ddp)
     log = RunLog(run_dir, config.logging, enabled=ddp.is_main)
     run = _RunState()
     if saved is not None:
-        model.load_state_dict(saved["model"])
         run = _RunState(saved["position"], saved["early_stopping"], saved["stage_summaries"], saved.get("last_valid"))
         log.truncate_after(run.position["step"])
     step = run.position["step"]
@@ -166,7 +176,7 @@ def _train(
             optimizer, warmup_cosine(stage.steps, config.optim.warmup_steps, config.optim.min_lr_ratio)
         )
         if resuming_stage:
-            optimizer.load_state_dict(saved["optimizer"])
+            load_optimizer_state(model, optimizer, saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
             mixture.load_state_dict(saved["mixture"])
         if saved is not None and stage_index == run.position["stage"]:
@@ -258,16 +268,16 @@ def train_step(
     task_sums: dict[str, list[float]] = {}
     for index, (batch, examples, count) in enumerate(zip(batches, micro, tokens)):
         syncing = index == len(batches) - 1 or not ddp.enabled
-        with contextlib.nullcontext() if syncing else train_model.no_sync():
+        with gradient_sync(train_model, syncing):
             with autocast():
                 output = train_model(**batch)
-            # DDP averages gradients over ranks, hence the world-size factor
+            # DDP and FSDP average gradients over ranks, hence the world-size factor
             (output.loss.float() * (count * ddp.world_size / global_tokens)).backward()
         loss_sum += output.loss.detach().double().cpu() * count
         _add_task_losses(task_sums, examples, output, batch)
     grad_norm = None
     if config.optim.grad_clip is not None:
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip))
+        grad_norm = grad_norm_value(torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip))
     lr = scheduler.get_last_lr()[0]
     optimizer.step()
     scheduler.step()
@@ -293,8 +303,7 @@ def _validate(
     loss = run.last_valid["loss"]
     if loss is not None and (run.early["best"] is None or loss < run.early["best"] - config.early_stopping.min_delta):
         run.early = {"best": loss, "bad_evals": 0}
-        if ddp.is_main:
-            ckpt.save_model_dir(model, run_dir / "best")
+        _save_model(model, run_dir / "best", ddp)
     else:
         run.early["bad_evals"] += 1
     return bool(config.early_stopping.patience and run.early["bad_evals"] >= config.early_stopping.patience)
@@ -303,9 +312,10 @@ def _validate(
 def _checkpoint(model: Any, optimizer: Any, scheduler: Any, mixture: TaskMixture, run: _RunState, config: TrainConfig,
                 ddp: Dist, run_dir: Path, step: int) -> None:
     rng_states = ddp.gather_objects(ckpt.rng_state())
+    weights, optimizer_moments = model_state(model), optimizer_state(model, optimizer)  # sharded: gathered onto rank 0
     if ddp.is_main:
         ckpt.save_checkpoint(run_dir, step, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "model": weights, "optimizer": optimizer_moments,
             "scheduler": scheduler.state_dict(), "mixture": mixture.state_dict(), "rng": rng_states,
             "position": run.position, "early_stopping": run.early, "stage_summaries": run.stage_summaries,
             "last_valid": run.last_valid,
@@ -318,8 +328,7 @@ def _finish(model: Any, run: _RunState, log: RunLog, ddp: Dist, run_dir: Path, s
     final = None
     if not interrupted:
         final = run_dir / "final"
-        if ddp.is_main:
-            ckpt.save_model_dir(model, final)
+        _save_model(model, final, ddp)
     best = run_dir / "best" if (run_dir / "best").exists() else None
     stopped_early = bool(run.stage_summaries and run.stage_summaries[-1]["stopped_early"])
     result = TrainResult(run_dir, step, final, best, run.early["best"], run.last_valid, stopped_early, run.stage_summaries)
@@ -331,6 +340,13 @@ def _finish(model: Any, run: _RunState, log: RunLog, ddp: Dist, run_dir: Path, s
     log.close()
     ddp.barrier()
     return result
+
+
+def _save_model(model: Any, target: Path, ddp: Dist) -> None:
+    """The model's release folder, written by rank 0 (a sharded model's weights are gathered first: every rank calls this)."""
+    state = model_state(model) if ddp.sharded else None
+    if ddp.is_main:
+        ckpt.save_model_dir(model, target, state)
 
 
 def _format(value: float | None) -> str:
@@ -379,18 +395,23 @@ def prepare_references(model: Any, datasets: Datasets, run_dir: Path, ddp: Dist)
     """
     path = run_dir / REFERENCES_FILE
     if not path.exists():
-        if ddp.is_main:
-            was_training = model.training
-            model.eval()
-            index = ReferenceIndex.build(model, datasets.train.studies)
-            index.save(run_dir / REFERENCE_INDEX_FILE)
-            studies = datasets.train.studies + (datasets.valid.studies if datasets.valid else [])
-            assigned = index.assign(model, studies)
-            model.train(was_training)
-            with atomic_write(path) as handle:
-                json.dump({sid: n.__dict__ for sid, n in assigned.items()}, handle)
+        with whole_model(model):  # a sharded model runs whole on rank 0 alone
+            if ddp.is_main:
+                _assign_references(model, datasets, run_dir, path)
         ddp.barrier()
     return {sid: Neighbour(**value) for sid, value in json.loads(path.read_text(encoding="utf-8")).items()}
+
+
+def _assign_references(model: Any, datasets: Datasets, run_dir: Path, path: Path) -> None:
+    was_training = model.training
+    model.eval()
+    index = ReferenceIndex.build(model, datasets.train.studies)
+    index.save(run_dir / REFERENCE_INDEX_FILE)
+    studies = datasets.train.studies + (datasets.valid.studies if datasets.valid else [])
+    assigned = index.assign(model, studies)
+    model.train(was_training)
+    with atomic_write(path) as handle:
+        json.dump({sid: n.__dict__ for sid, n in assigned.items()}, handle)
 
 
 def stage_pool(by_task: dict[str, list[Any]], stage: StageSection, references: dict[str, Neighbour]) -> dict[str, list[Any]]:

@@ -2,7 +2,7 @@
 
 ``radscribe plan RECIPE --gpus N [--nodes M]`` builds the recipe's model on PyTorch's *meta* device
 (shapes, no storage, nothing read but ``config.json``) with the recipe's freezing, memory adapter and
-LoRA, counts its parameters by part, and prices four ways to train it on ``N x M`` GPUs:
+LoRA, counts its parameters by part, and prices five ways to train it on ``N x M`` GPUs:
 
 - **full, DDP**: every parameter trains; each GPU holds the weights, gradients, AdamW's two moments
   and DDP's gradient buckets (one more copy of the gradients);
@@ -11,6 +11,8 @@ LoRA, counts its parameters by part, and prices four ways to train it on ``N x M
   being prefetched);
 - **LoRA, DDP**: the recipe's LoRA adapters (rank from the recipe, default 8), projector and memory
   adapter train; the rest is frozen;
+- **LoRA, FSDP**: the same, fully sharded: the frozen base is divided by the number of GPUs too
+  (``fully_shard`` shards frozen parameters; they get no gradient or optimiser state);
 - **QLoRA, DDP**: LoRA over a base whose language-model linear weights are 4-bit NF4 with double
   quantisation (4.127 bits a weight, :mod:`radscribe.models.quantization`).
 
@@ -65,7 +67,7 @@ GIB = 1024**3
 DEFAULT_PEAK_TFLOPS = 989.0
 DEFAULT_UTILISATION = 0.40
 NF4_BYTES = 4.127 / 8  # 4-bit weights + one fp8 absmax per 64 weights + one fp32 per 256 of those (double quantisation)
-STRATEGIES = ("full, DDP", "full, FSDP", "LoRA, DDP", "QLoRA, DDP")
+STRATEGIES = ("full, DDP", "full, FSDP", "LoRA, DDP", "LoRA, FSDP", "QLoRA, DDP")
 
 
 # ----------------------------------------------------------------------------------------------- shapes
@@ -338,6 +340,8 @@ def memory_lines(
         line("full, DDP", everything, full_trained_bytes, full_trainable, "full"),
         line("full, FSDP", everything, full_trained_bytes, full_trainable, "full", shard=world, gather=2 * layer_bytes if world > 1 else 0.0),
         line("LoRA, DDP", everything + master * lora, lora_trained, lora + bridge, "lora"),
+        line("LoRA, FSDP", everything + master * lora, lora_trained, lora + bridge, "lora", shard=world,
+             gather=2 * layer_bytes if world > 1 else 0.0),
         line("QLoRA, DDP", qlora_weights, lora_trained, lora + bridge, "lora"),
     ]
 
@@ -436,7 +440,8 @@ def make_plan(
         )
     workload = Workload(per_gpu, model.config.max_length, model.config.max_images)
     quantized = recipe.model.overrides.get("quantization") is not None  # the meta model is built unquantised
-    strategy = ("QLoRA, DDP" if quantized else "LoRA, DDP") if recipe.model.lora is not None or model.config.lora is not None else "full, DDP"
+    trained = ("QLoRA" if quantized else "LoRA") if recipe.model.lora is not None or model.config.lora is not None else "full"
+    strategy = f"{trained}, {recipe.distributed.strategy.upper()}"  # the recipe's distributed.strategy: ddp or fsdp
     checkpointing = bool(model.config.gradient_checkpointing)
     recompute = 4 / 3 if checkpointing else 1.0
     flops = {name: step_flops(shape, workload, optim.batch_size, "full" if name.startswith("full") else "lora") for name in STRATEGIES}
