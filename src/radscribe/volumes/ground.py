@@ -94,6 +94,8 @@ def _grounded_sentences(
         by_sentence.setdefault(item.mention.sentence_span, []).append(item)
     plain, marked = [], []
     for (start, end), items in sorted(by_sentence.items()):
+        while end < len(report) and report[end] in ".!?":
+            end += 1  # the splitter leaves the full stop out of the sentence; the text keeps it
         pieces, position = [], start
         for item in sorted(items, key=lambda g: g.mention.span[0]):
             first, last = item.mention.span

@@ -59,7 +59,7 @@ class LexiconMapper:
         self.schema = schema
         self._entries: dict[str, LexiconEntry] = {}
         for entry in schema.lexicon:
-            for variant in _variants(entry.phrase, schema.plurals.get(entry.phrase)):
+            for variant in _variants(entry.phrase, schema.plurals):
                 self._entries.setdefault(variant, entry)
         alternatives = sorted(self._entries, key=len, reverse=True)
         body = "|".join(r"[\s\-]+".join(re.escape(word) for word in variant.split(" ")) for variant in alternatives)
@@ -102,10 +102,14 @@ class LexiconMapper:
         return out
 
 
-def _variants(phrase: str, irregular: str | None) -> list[str]:
+def _variants(phrase: str, plurals: dict[str, str]) -> list[str]:
+    """The phrase, its regular plurals, and irregular ones of the phrase or of its last word."""
     variants = [phrase, phrase + "s", phrase + "es"]
-    if irregular:
-        variants.append(irregular)
+    head, _, last = phrase.rpartition(" ")
+    if phrase in plurals:
+        variants.append(plurals[phrase])
+    elif last in plurals:
+        variants.append(f"{head} {plurals[last]}".strip())
     return variants
 
 
