@@ -276,6 +276,7 @@ def test_ground_dataset_writes_a_manifest_that_the_grounding_tasks_read(tmp_path
         assert decoded.boxes[0].xyxy == pytest.approx(truth, abs=1 / 512)
 
 
+@pytest.mark.slow  # imports torch (20 s on the shared 2-core machine)
 def test_train_loader_builds_phrase_grounding_from_the_output(tmp_path):
     pytest.importorskip("torch")
     from radscribe.train.data import load_split
@@ -401,3 +402,29 @@ def test_llm_mapper_on_a_local_stub_server_is_cached_and_validated(tmp_path):
         assert again == [mention] and len(calls) == 1
     finally:
         server.shutdown()
+
+
+# ----- the command ------------------------------------------------------------------------------------
+def test_annotate_ground_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from radscribe.cli.main import app
+
+    volume, masks = write_case(tmp_path, "RAS")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "case.txt").write_text(REPORT)
+    out = tmp_path / "grounded.jsonl"
+    args = ["annotate", "ground", str(tmp_path / "volumes"), "--masks", str(masks), "--reports", str(tmp_path / "reports"),
+            "--schema", "totalsegmentator", "--out", str(out), "--max-slices", "5", "--per", "component"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "1/1 studies grounded" in result.output and "5 slices" in result.output
+    assert "absent 1" in result.output and "class on no selected slice 2" in result.output
+    assert len(read_manifest(out)) == 5 and len(list((tmp_path / "grounded_slices" / "case").glob("*.png"))) == 5
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and len(read_manifest(out)) == 5
+    bad = CliRunner().invoke(app, [*args[:-2], "--per", "organ"])
+    assert bad.exit_code != 0 and "--per: expected one of component, class" in bad.output
+    (tmp_path / "empty").mkdir()
+    segment = CliRunner().invoke(app, [*args[:4], str(tmp_path / "empty"), *args[5:], "--segment"])
+    assert segment.exit_code != 0 and "TotalSegmentator" in segment.output
