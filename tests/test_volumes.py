@@ -428,3 +428,24 @@ def test_annotate_ground_command(tmp_path):
     (tmp_path / "empty").mkdir()
     segment = CliRunner().invoke(app, [*args[:4], str(tmp_path / "empty"), *args[5:], "--segment"])
     assert segment.exit_code != 0 and "TotalSegmentator" in segment.output
+
+
+# ----- real boxes ---------------------------------------------------------------------------------------
+def test_cadma_vertebra_boxes_survive_masks_exactly(cadma_dir, tmp_path):
+    from radscribe.data import import_dataset
+    from radscribe.types import Box
+
+    manifest = tmp_path / "cadma.jsonl"
+    import_dataset("cadma", cadma_dir / "valid", manifest)
+    checked = 0
+    for study in read_manifest(manifest)[:30]:
+        width, height = study.images[0].width, study.images[0].height
+        schema = parse_schema({"classes": {n + 1: f"v{n}" for n in range(len(study.boxes))}})
+        for n, box in enumerate(study.boxes):
+            box = Box(f"v{n}", *box.xyxy)
+            (found,) = label_boxes(mask_from_boxes([box], width, height, schema.ids), schema, min_area=1)
+            pixel = (round(box.x_min * width), round(box.y_min * height), round(box.x_max * width), round(box.y_max * height))
+            assert found.box.xyxy == (pixel[0] / width, pixel[1] / height, pixel[2] / width, pixel[3] / height)
+            assert max(abs(a - b) for a, b in zip(found.box.to_pixels(width, height), box.to_pixels(width, height))) <= 0.5 + 1e-9
+            checked += 1
+    assert checked > 300

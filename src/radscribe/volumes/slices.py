@@ -8,13 +8,13 @@ volume between two percentiles (default 0.5 and 99.5) so that a few hot voxels d
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from radscribe.data.manifest import atomic_write
 
 # (level, width) in Hounsfield units; common radiology presets.
 CT_WINDOWS: dict[str, tuple[float, float]] = {
@@ -101,8 +101,14 @@ def select_slices(count: int, every: int = 1, present: Sequence[int] | None = No
 
 
 def write_png(image: np.ndarray, path: Path) -> None:
-    """Write a uint8 slice image atomically (grayscale or RGB)."""
+    """Write a uint8 slice image (grayscale or RGB) under a temporary name, then rename it into place.
+
+    No fsync: a run killed before its study is recorded as done redoes (and rewrites) that study's
+    images on resume. zlib level 1: CT noise barely compresses, and level 6 takes ~5x longer.
+    """
     from PIL import Image
 
-    with atomic_write(path, "wb") as handle:
-        Image.fromarray(image).save(handle, format="PNG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(image).save(temporary, format="PNG", compress_level=1)
+    os.replace(temporary, path)
