@@ -5,7 +5,8 @@ Usage: python benchmarks/volumes_mentions_iu.py [--reports ../shared/data/iu-xra
 Scores per sentence the set of TotalSegmentator classes the mapper names (present mentions) against the
 annotated set (benchmarks/annotations/iu_anatomy_mentions, README there): precision, recall and F1 over
 (sentence, class) pairs, overall and per class group of the schema (a class counts in its group), and
-the share of sentences whose class set is exactly right. Writes benchmarks/results/volumes_mentions_iu.json
+the share of sentences whose class set is exactly right; also the present anatomy mentions per report over
+all IU reports (an upper bound of grounded phrases per report). Writes benchmarks/results/volumes_mentions_iu.json
 (sentence ids only; the report text is CC BY-NC-ND and stays in ../shared/data).
 """
 
@@ -42,6 +43,24 @@ def load_sentences(reports: Path, annotations: list[dict]) -> dict[str, str]:
     return texts
 
 
+def mappable_phrases_per_report(reports: Path, mapper: LexiconMapper) -> dict[str, float | int]:
+    """Present anatomy mentions per report (findings + impression) over all IU reports: the most phrases a
+    report could ground if every class it names were on the slice (no IU images or masks exist here)."""
+    counts = []
+    with reports.open(encoding="utf-8") as handle:
+        for line in handle:
+            report = json.loads(line)
+            text = " ".join(report.get(section) or "" for section in ("findings", "impression")).strip()
+            if text:
+                counts.append(sum(1 for mention in mapper.map_report(text) if mention.status == "present"))
+    return {
+        "reports": len(counts),
+        "mean": round(sum(counts) / len(counts), 3),
+        "median": sorted(counts)[len(counts) // 2],
+        "share_with_at_least_one": round(sum(1 for c in counts if c) / len(counts), 4),
+    }
+
+
 def scores(tp: int, fp: int, fn: int) -> dict[str, float | int]:
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
@@ -75,6 +94,7 @@ def main() -> None:
         for name in gold | predicted:
             for key in ("overall", schema.group_of(name)):
                 counts.setdefault(key, Counter())["tp" if name in gold and name in predicted else "fp" if name in predicted else "fn"] += 1
+    per_report = mappable_phrases_per_report(args.reports, mapper)
     result = {
         "what": "lexicon mention mapper vs our annotations of IU X-ray sentences, (sentence, class) pairs",
         "sentences": len(annotations),
@@ -83,6 +103,7 @@ def main() -> None:
         "per_group": {group: scores(c["tp"], c["fp"], c["fn"]) for group, c in sorted(counts.items()) if group != "overall"},
         "sentence_exact_match": round(exact / len(annotations), 4),
         "errors": errors,
+        "mappable_phrases_per_report": per_report,
         "annotations": str(ANNOTATIONS.relative_to(ROOT)),
         "label_source": "radscribe developers' annotations (one annotator, not radiologists)",
     }
