@@ -419,6 +419,7 @@ def test_annotate_ground_command(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "1/1 studies grounded" in result.output and "5 slices" in result.output
+    assert "3 of 6 mentions grounded (3.00 per grounded report)" in " ".join(result.output.split())
     assert "absent 1" in result.output and "class on no selected slice 2" in result.output
     assert len(read_manifest(out)) == 5 and len(list((tmp_path / "grounded_slices" / "case").glob("*.png"))) == 5
     again = CliRunner().invoke(app, args)

@@ -199,7 +199,7 @@ def ground_command(
     console.print(
         f"{summary.grounded_studies}/{summary.total} studies grounded ({summary.resumed} done by an earlier run): "
         f"{summary.slices} slices, {summary.boxes} boxes, {summary.grounded_phrases} of {summary.mentions} mentions grounded "
-        f"({summary.phrases_per_report:.2f} grounded phrases per report) -> {out}",
+        f"({summary.phrases_per_grounded_report:.2f} per grounded report) -> {out}",
         highlight=False,
     )
     reasons = ", ".join(f"{why} {count}" for why, count in summary.mention_skips.most_common())

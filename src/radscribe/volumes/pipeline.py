@@ -73,9 +73,9 @@ class GroundingSummary:
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def phrases_per_report(self) -> float:
-        done = self.total - self.resumed - len(self.skipped)
-        return self.grounded_phrases / done if done > 0 else 0.0
+    def phrases_per_grounded_report(self) -> float:
+        """Grounded phrases per study that gave at least one slice (in this run)."""
+        return self.grounded_phrases / self.grounded_studies if self.grounded_studies else 0.0
 
 
 # ----- inputs -------------------------------------------------------------------------------------
@@ -228,6 +228,7 @@ def ground_study(
         outcome.warnings.append(f"{label_path}: label ids {unknown[:10]} are not in schema {schema.name}; ignored")
     chosen = select_slices(volume.shape[2], options.every, present_slices, options.max_slices)
     if not chosen:
+        _count_skips(mentions, set(), outcome)
         outcome.skipped = "no selected slice shows a mentioned class"
         return outcome
     modality = options.modality if options.modality != "auto" else (volume.modality if volume.modality in ("CT", "MR") else guess_modality(volume.data))
