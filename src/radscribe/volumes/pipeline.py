@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from radscribe.data.images import ImageReadError, read_image
+from radscribe.data.images import ImageReadError, is_dicom, read_image
 from radscribe.data.manifest import relative_image_path, study_to_line
 from radscribe.types import ImageRef, Study
 from radscribe.volumes.ground import ground_slice
@@ -33,7 +33,7 @@ from radscribe.volumes.slices import Rendering, guess_modality, mr_range, render
 from radscribe.volumes.volume import NIFTI_SUFFIXES, Volume, VolumeError, check_same_grid, is_nifti, read_volume, to_display, volume_id
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")  # 2-D images; a single .dcm file given by name is one too
 GROUNDING_METHOD = "mask-mention-intersection"
 
 
@@ -90,19 +90,13 @@ def collect_studies(paths: Sequence[Path]) -> list[Path]:
             found.append(path)
             continue
         children = sorted(path.iterdir())
-        inputs = [c for c in children if c.is_file() and (is_nifti(c) or c.suffix.lower() in IMAGE_SUFFIXES and c.suffix.lower() != ".dcm")]
+        inputs = [c for c in children if c.is_file() and (is_nifti(c) or c.suffix.lower() in IMAGE_SUFFIXES)]
         series = [c for c in children if c.is_dir()]
-        if not inputs and not series and any(c.suffix.lower() == ".dcm" or _is_dicom(c) for c in children if c.is_file()):
+        if not inputs and not series and any(is_dicom(c) for c in children if c.is_file()):
             found.append(path)  # the folder itself is one DICOM series
         else:
             found.extend(inputs + series)
     return found
-
-
-def _is_dicom(path: Path) -> bool:
-    from radscribe.data.images import is_dicom
-
-    return is_dicom(path)
 
 
 def read_reports(path: Path) -> dict[str, str]:
@@ -215,7 +209,7 @@ def ground_study(
         outcome.mention_skips.update("absent" for m in mentions if m.status == "absent")
         return outcome
     labels, label_affine, outcome.warnings = read_label_map(label_path, schema)
-    if source.suffix.lower() in IMAGE_SUFFIXES:
+    if source.is_file() and (source.suffix.lower() in IMAGE_SUFFIXES or is_dicom(source)):
         return _ground_image(source, labels, report, mentions, schema, manifest_path, options, outcome)
     volume = read_volume(source)
     if label_affine is None:

@@ -59,7 +59,7 @@ def is_nifti(path: Path) -> bool:
 def volume_id(path: Path) -> str:
     """The study id of a volume file or series folder: its name without the NIfTI/DICOM suffix."""
     name = path.name
-    for suffix in (*NIFTI_SUFFIXES, *DICOM_SUFFIXES, ".npz", ".png"):
+    for suffix in (*NIFTI_SUFFIXES, *DICOM_SUFFIXES, ".png", ".jpg", ".jpeg", ".tif", ".tiff"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
