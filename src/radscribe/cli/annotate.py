@@ -131,3 +131,82 @@ def chest_text_command(
         console.print(f"  ... and {len(summary.problems) - 10} more (status in each study's metadata['text_structure'])", highlight=False)
     common = ", ".join(f"{key} {count}" for key, count in summary.present.most_common(8))
     console.print(f"label source: chexpert-lite on the report text; most frequent present: {common or 'none'}", highlight=False)
+
+
+@annotate_app.command("ground")
+def ground_command(
+    volumes: list[Path] = typer.Argument(..., help="NIfTI volumes, DICOM series folders, 2-D images, or folders of them; "
+                                         "the study id is the file or folder name without its suffix."),
+    masks: Path = typer.Option(..., "--masks", help="Label maps: <id>.nii.gz / <id>.png (class ids) or <id>/<class>.nii.gz "
+                               "folders (one mask per class). With --segment, TotalSegmentator writes them here."),
+    reports: Path = typer.Option(..., "--reports", help="JSONL with 'id' and 'text' (or findings/impression), or a folder of <id>.txt."),
+    schema: str = typer.Option("totalsegmentator", "--schema", help="Class schema: 'totalsegmentator' or a YAML file (id -> name)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Manifest of grounded slices to write; slice PNGs go to <out>_slices/."),
+    every: int = typer.Option(1, "--every", help="Consider every k-th slice."),
+    max_slices: int = typer.Option(20, "--max-slices", help="At most this many slices per study (0: no limit), spread evenly."),
+    min_area: int = typer.Option(10, "--min-area", help="Smallest connected component kept, in pixels."),
+    per: str = typer.Option("class", "--per", help="One box per 'class' (and side) or per 'component'."),
+    modality: str = typer.Option("auto", "--modality", help="CT, MR, or auto (DICOM header, else the intensity histogram)."),
+    windows: str = typer.Option("lung,soft_tissue,bone", "--windows", help="CT windows: 3 stacked as RGB, or 1 for grayscale."),
+    segment: bool = typer.Option(False, "--segment", help="Run TotalSegmentator (installed, weights on disk) for studies without masks."),
+    llm_endpoint: str = typer.Option(None, "--llm-endpoint", help="Map mentions with a model on this OpenAI-compatible URL "
+                                     "(e.g. http://localhost:8000/v1) instead of the lexicon; key from $OPENAI_API_KEY."),
+    llm_model: str = typer.Option(None, "--llm-model", help="Model name for --llm-endpoint."),
+) -> None:
+    """Automatic grounding (RadGrounder): masks + report mentions -> grounded slice reports for phrase grounding."""
+    from radscribe.volumes import (
+        PER_CHOICES,
+        GroundingOptions,
+        LexiconMapper,
+        LLMMapper,
+        ProducerError,
+        SchemaFileError,
+        VolumeError,
+        collect_studies,
+        ground_dataset,
+        load_schema,
+        read_reports,
+        run_totalsegmentator,
+    )
+    from radscribe.volumes.volume import is_nifti, volume_id
+
+    if per not in PER_CHOICES:
+        fail(f"--per: expected one of {', '.join(PER_CHOICES)}, got '{per}'")
+    if modality not in ("auto", "CT", "MR"):
+        fail(f"--modality: expected auto, CT or MR, got '{modality}'")
+    if bool(llm_endpoint) != bool(llm_model):
+        fail("--llm-endpoint and --llm-model go together")
+    try:
+        class_schema = load_schema(schema)
+        sources = collect_studies(volumes)
+        texts = read_reports(reports)
+        options = GroundingOptions(every=every, max_slices=max_slices or None, min_area=min_area, per=per,  # type: ignore[arg-type]
+                                   modality=modality, windows=tuple(w.strip() for w in windows.split(",") if w.strip()))
+    except (FileNotFoundError, SchemaFileError, ValueError) as error:
+        fail(str(error))
+    if not sources:
+        fail("no volumes, series folders or images found in the given paths")
+    if segment:
+        try:
+            for source in progress(sources, "segmenting (TotalSegmentator)", len(sources)):
+                if is_nifti(source) and not any(masks.glob(f"{volume_id(source)}*")):
+                    run_totalsegmentator(source, masks)
+        except (ProducerError, VolumeError) as error:
+            fail(str(error))
+    mapper = (LLMMapper(class_schema, llm_endpoint, llm_model, out.with_name(out.name + ".llm-cache.jsonl"))
+              if llm_endpoint else LexiconMapper(class_schema))
+    summary = ground_dataset(sources, masks, texts, class_schema, mapper, out, options, progress=_bar("grounding studies"))
+    console.print(
+        f"{summary.grounded_studies}/{summary.total} studies grounded ({summary.resumed} done by an earlier run): "
+        f"{summary.slices} slices, {summary.boxes} boxes, {summary.grounded_phrases} of {summary.mentions} mentions grounded "
+        f"({summary.phrases_per_grounded_report:.2f} per grounded report) -> {out}",
+        highlight=False,
+    )
+    reasons = ", ".join(f"{why} {count}" for why, count in summary.mention_skips.most_common())
+    console.print(f"mentions not grounded: {reasons or 'none'}", highlight=False)
+    for study_id, reason in summary.skipped[:10]:
+        console.print(f"  skipped {study_id}: {reason}", highlight=False)
+    if len(summary.skipped) > 10:
+        console.print(f"  ... and {len(summary.skipped) - 10} more skipped", highlight=False)
+    for warning in summary.warnings[:5]:
+        console.print(f"  warning: {warning}", highlight=False)

@@ -9,11 +9,13 @@ from radscribe.labeling.labeler import (
     ChexpertLite,
     Mention,
     ReportLabels,
+    cue_starts,
     default_labeler,
     label_report,
     label_reports,
+    scope_statuses,
 )
-from radscribe.labeling.rules import CHEXPERT_OBSERVATIONS, RULES_DIR, RulesError
+from radscribe.labeling.rules import CHEXPERT_OBSERVATIONS, RULES_DIR, CueRules, RulesError, load_cues
 from radscribe.labeling.sentences import Sentence, split_sentences
 from radscribe.labeling.structure import (
     SourceSentence,
@@ -29,6 +31,7 @@ __all__ = [
     "LABELER_NAME",
     "RULES_DIR",
     "ChexpertLite",
+    "CueRules",
     "Mention",
     "ReportLabels",
     "RulesError",
@@ -36,9 +39,12 @@ __all__ = [
     "SourceSentence",
     "StructureSummary",
     "StructuredReport",
+    "cue_starts",
     "default_labeler",
     "label_report",
     "label_reports",
+    "load_cues",
+    "scope_statuses",
     "split_sentences",
     "structure_manifest",
     "structure_report",

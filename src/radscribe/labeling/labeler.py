@@ -113,9 +113,7 @@ class ChexpertLite:
                 for index, (literal, _) in enumerate(phrases.mention_branches):
                     self._literal_branches.setdefault(literal, []).append((observation, index))  # type: ignore[arg-type]
         self._branch_patterns: dict[tuple[str, tuple[int, ...]], re.Pattern[str]] = {}
-        # The word starts where some cue matches, found in one scan (a zero-width match per start).
-        any_cue = self.cues.any_cue
-        self._cue_starts = re.compile(rf"{_WORD_START}(?=[a-z0-9])(?=(?:{any_cue.pattern}))") if any_cue else None
+        self._cue_starts = cue_starts(self.cues)
 
     def label(self, text: str) -> ReportLabels:
         if not text or not text.strip():
@@ -250,6 +248,25 @@ class _Scope:
             return stops is None or not any(stops.match(self.text, position) for position in commas)
         # A post cue reaches back over commas only through a coordination ("a, b and c are normal").
         return bool(_CONJUNCTION.search(self.text, gap_start, gap_end))
+
+
+def cue_starts(rules: CueRules) -> re.Pattern[str] | None:
+    """The word starts where some cue of ``rules`` matches, found in one scan (a zero-width match per start)."""
+    any_cue = rules.any_cue
+    return re.compile(rf"{_WORD_START}(?=[a-z0-9])(?=(?:{any_cue.pattern}))") if any_cue else None
+
+
+def scope_statuses(
+    sentence: str, spans: Iterable[tuple[int, int]], rules: CueRules, starts: re.Pattern[str] | None = None
+) -> list[tuple[MentionStatus, str | None]]:
+    """The status (and deciding cue) of each span of one sentence under another cue file's ``rules``.
+
+    The labeler's own scope logic (windows, terminators, commas, pseudo-cues) for mentions found by
+    someone else, e.g. anatomy phrases with anatomy cues (:mod:`radscribe.volumes`). ``starts`` is
+    :func:`cue_starts` of ``rules``, precomputed by callers that score many sentences.
+    """
+    scope = _Scope(sentence.lower(), rules, starts if starts is not None else cue_starts(rules))
+    return [scope.status(start, end) for start, end in spans]
 
 
 _RANK = {"uncertainty_first": 0, "negation": 1, "uncertainty": 2}
