@@ -409,8 +409,6 @@ class RadscribeVLM(nn.Module):
         ``state``: this model's full ``state_dict()`` to write instead of its own parameters, for a
         model whose parameters are sharded across processes (FSDP gathers them into one).
         """
-        from safetensors.torch import save_file
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.config.save(folder)
@@ -426,14 +424,7 @@ class RadscribeVLM(nn.Module):
             weights = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix) and key[len(prefix):] not in tied}
         tensors = {name: value.detach().to("cpu", dtype if value.is_floating_point() else value.dtype).contiguous()
                    for name, value in weights.items()}
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{WEIGHTS_FILE}.", dir=folder)
-        os.close(descriptor)
-        try:
-            save_file(tensors, temporary, metadata={"format": "pt", "radscribe_family": self.family})
-            os.replace(temporary, folder / WEIGHTS_FILE)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        save_weights(tensors, folder / WEIGHTS_FILE, {"format": "pt", "radscribe_family": self.family})
         return folder
 
     @classmethod
@@ -502,3 +493,18 @@ def describe_size(model: RadscribeVLM) -> dict[str, Any]:
         "weights_mb_fp32": round(total * 4 / 1e6, 2),
         "weights_mb_bf16": round(total * 2 / 1e6, 2),
     }
+
+
+def save_weights(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """Write a safetensors file atomically: a temporary file beside ``path``, then a rename, so a crash
+    never leaves a half-written weights file where a loader would find it."""
+    from safetensors.torch import save_file
+
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(descriptor)
+    try:
+        save_file(tensors, temporary, metadata=metadata)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

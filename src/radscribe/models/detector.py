@@ -18,8 +18,6 @@ Saved folder: ``detector.json`` (:class:`DetectorConfig`) and ``model.safetensor
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -153,23 +151,15 @@ class BoxDetector(nn.Module):
 
     # ----- saving -------------------------------------------------------------------------------
     def save_pretrained(self, folder: Path | str) -> Path:
-        from safetensors.torch import save_file
-
         from radscribe.data.manifest import atomic_write
+        from radscribe.models.base import save_weights
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_write(folder / DETECTOR_CONFIG_FILE) as handle:
             json.dump(asdict(self.config), handle, indent=2)
         tensors = {name: value.detach().cpu().contiguous() for name, value in self.state_dict().items()}
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{WEIGHTS_FILE}.", dir=folder)
-        os.close(descriptor)
-        try:
-            save_file(tensors, temporary, metadata={"format": "pt", "radscribe_model": "box-detector"})
-            os.replace(temporary, folder / WEIGHTS_FILE)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        save_weights(tensors, folder / WEIGHTS_FILE, {"format": "pt", "radscribe_model": "box-detector"})
         return folder
 
     @classmethod
