@@ -289,6 +289,15 @@ class Grammar:
     def is_final(self, state: State) -> bool:
         return any(self.nodes[node_id].kind == "final" for node_id, _ in state)
 
+    def accepts(self, text: str) -> bool:
+        """Whether ``text`` is a whole document of this grammar."""
+        state = self.start
+        for ch in text:
+            state = self.step(state, ch)
+            if not state:
+                return False
+        return self.is_final(state)
+
     def distance(self, state: State) -> float:
         """Fewest characters from ``state`` to the end of the document (inf when none)."""
         best = math.inf
